@@ -1,0 +1,3 @@
+from sdtp.cli import main
+
+raise SystemExit(main())
