@@ -1,0 +1,66 @@
+"""Gradient saliency of the tokens entering chosen decoder layers (SDTP's stage 1, "token marking").
+
+π̂ = (∂T/∂x) · x summed over the hidden dimension, x = the hidden state entering a prune layer. The paper's T is "the
+output of the network"; we use the language-modelling loss of the full, unpruned model on the sample (mean next-token
+cross-entropy over the positions that have a label), which is what the pruner is later trained to preserve. One forward
+and one backward pass give the saliency of every layer at once. The model's parameters get no gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy: logits (1, n, vocab) predict labels shifted by one; label -100 is ignored."""
+    logits = logits[:, :-1].flatten(0, 1)
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # half → float32; float64 stays
+    return nn.functional.cross_entropy(logits, labels[:, 1:].flatten().to(logits.device), ignore_index=-100)
+
+
+def token_saliency(
+    model: nn.Module, input_ids: torch.Tensor, layers: list[int], labels: torch.Tensor | None = None
+) -> dict[int, torch.Tensor]:
+    """Signed saliency π̂ of every token at the input of each layer in `layers`.
+
+    Args:
+        model: a causal LM with `model.model.layers` (Qwen2, Llama, Mistral families).
+        input_ids: (1, n) token ids.
+        layers: decoder-layer indices whose input hidden states are scored.
+        labels: (1, n) targets for the loss (-100 = ignored); defaults to `input_ids`, i.e. the LM loss of the prompt.
+    Returns:
+        {layer: (n,) float32 tensor on CPU}. Use `.abs()` as a token's importance: by a first-order Taylor expansion,
+        removing token x changes the loss by about −π̂, in either direction.
+    """
+    decoder_layers = model.model.layers
+    captured: dict[int, torch.Tensor] = {}
+
+    def capture(layer_idx):
+        def hook(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            if not hidden.requires_grad:
+                # The frozen model builds no graph; make the lowest scored layer's input the leaf. Layers above it
+                # depend on it, so their inputs join the graph as ordinary (non-leaf) tensors.
+                hidden = hidden.detach().requires_grad_(True)
+            captured[layer_idx] = hidden
+            if args:
+                return (hidden, *args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": hidden}
+
+        return hook
+
+    layers = sorted(set(layers))
+    handles = [decoder_layers[i].register_forward_pre_hook(capture(i), with_kwargs=True) for i in layers]
+    try:
+        with torch.enable_grad():
+            labels = input_ids if labels is None else labels
+            logits = model(input_ids=input_ids, use_cache=False).logits
+            loss = lm_loss(logits, labels)
+            grads = torch.autograd.grad(loss, [captured[i] for i in layers])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {
+        layer: (grad * captured[layer]).sum(-1)[0].detach().float().cpu() for layer, grad in zip(layers, grads)
+    }

@@ -1,0 +1,239 @@
+"""The pruned prefill and decode against transformers' own forward.
+
+The key check is the *masked reference*: a full-length forward of the unmodified model in which, at every layer, each
+query may attend only to the keys alive at that layer (a per-layer 4D mask installed with forward pre-hooks). If
+positions, the ragged cache or the decode step were wrong, the last-token logits would differ.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tiny_models import make_tiny_model
+
+from sdtp.engine import decode_greedy, decode_step, prefill_with_pruning
+from sdtp.pruner import PruningModule
+from sdtp.schedule import KeepSchedule
+from sdtp.scorers import ScoreContext, get_scorer
+
+ATOL = 1e-4
+
+
+def masked_reference_logits(model, ids: torch.Tensor, alive_per_layer: list[torch.Tensor]) -> torch.Tensor:
+    """Last-position logits of a full forward where layer l's queries see only keys alive at layer l.
+
+    alive_per_layer[l]: (n,) bool over all positions of `ids`. Uses eager attention (a float mask is added to scores).
+    """
+    n = ids.shape[1]
+    causal = torch.ones(n, n, dtype=torch.bool).tril()
+    min_value = torch.finfo(model.dtype).min
+    handles = []
+    for layer_idx, layer in enumerate(model.model.layers):
+        allowed = causal & alive_per_layer[layer_idx][None, :]
+        mask = torch.zeros(n, n, dtype=model.dtype).masked_fill(~allowed, min_value)[None, None]
+
+        def hook(module, args, kwargs, mask=mask):
+            return args, {**kwargs, "attention_mask": mask}
+
+        handles.append(layer.register_forward_pre_hook(hook, with_kwargs=True))
+    saved = model.config._attn_implementation
+    model.config._attn_implementation = "eager"
+    try:
+        with torch.no_grad():
+            return model(ids).logits[:, -1].float()
+    finally:
+        model.config._attn_implementation = saved
+        for handle in handles:
+            handle.remove()
+
+
+def alive_masks(kept_positions: list[torch.Tensor], n: int) -> list[torch.Tensor]:
+    masks = []
+    for positions in kept_positions:
+        alive = torch.zeros(n, dtype=torch.bool)
+        alive[positions.cpu()] = True
+        masks.append(alive)
+    return masks
+
+
+def make_scorer(name: str, model, tmp_path):
+    if name == "sdtp":
+        torch.manual_seed(1)
+        module = PruningModule(list(range(model.config.num_hidden_layers)), model.config.hidden_size)
+        return get_scorer("sdtp", checkpoint=module.save(tmp_path / "pruner"))
+    return get_scorer(name, seed=3)
+
+
+@pytest.mark.parametrize("family", ["qwen2", "llama", "mistral"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_baseline_equals_model_forward(family, attn):
+    model = make_tiny_model(family, attn)
+    ids = torch.randint(0, 101, (1, 73), generator=torch.Generator().manual_seed(0))
+    expected = model(ids).logits[:, -1]
+    schedule = KeepSchedule([1, 3], 0.5, min_local=8)
+    for result in (
+        prefill_with_pruning(model, ids, schedule, get_scorer("baseline")),
+        prefill_with_pruning(model, ids, KeepSchedule([1, 3], 1.0), get_scorer("random")),
+    ):
+        assert result.tokens_per_layer == [73] * 5
+        assert (result.logits - expected).abs().max().item() < ATOL
+
+
+@pytest.mark.parametrize("family", ["qwen2", "llama"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("method", ["random", "streaming", "attention", "oracle", "sdtp"])
+def test_pruned_prefill_equals_masked_reference(family, attn, method, tmp_path):
+    model = make_tiny_model(family, attn)
+    n = 120
+    ids = torch.randint(0, 101, (1, n), generator=torch.Generator().manual_seed(1))
+    schedule = KeepSchedule([1, 2, 4], 0.6, min_local=8)
+    result = prefill_with_pruning(model, ids, schedule, make_scorer(method, model, tmp_path))
+
+    assert result.tokens_per_layer == schedule.tokens_per_layer(n, 5) == [120, 72, 43, 43, 26]
+    assert result.kv_lengths == result.tokens_per_layer
+    expected = masked_reference_logits(model, ids, alive_masks(result.kept_positions, n))
+    assert (result.logits - expected).abs().max().item() < ATOL
+    # The unpruned prediction differs: the check above is not vacuous.
+    assert (model(ids).logits[:, -1] - expected).abs().max().item() > 1e-2
+
+
+def test_renumbered_positions_would_be_caught():
+    """Sanity of the reference: running pruned tokens with arange positions (the earlier reproduction's bug) differs."""
+    model = make_tiny_model("qwen2", "eager")
+    n = 90
+    ids = torch.randint(0, 101, (1, n), generator=torch.Generator().manual_seed(2))
+    schedule = KeepSchedule([0], 0.5, min_local=8)
+    result = prefill_with_pruning(model, ids, schedule, get_scorer("random"))
+    kept = result.kept_positions[0]
+    renumbered = model(ids[:, kept]).logits[:, -1]  # same tokens, positions 0..k-1
+    assert (renumbered - result.logits).abs().max().item() > 1e-3
+    expected = masked_reference_logits(model, ids, alive_masks(result.kept_positions, n))
+    assert (result.logits - expected).abs().max().item() < ATOL
+
+
+@pytest.mark.parametrize("family", ["qwen2", "llama"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("method", ["random", "attention"])
+def test_decode_from_pruned_cache_equals_masked_reference(family, attn, method, tmp_path):
+    model = make_tiny_model(family, attn)
+    n, steps = 100, 8
+    ids = torch.randint(0, 101, (1, n), generator=torch.Generator().manual_seed(4))
+    schedule = KeepSchedule([1, 3], 0.5, min_local=8)
+    result = prefill_with_pruning(model, ids, schedule, make_scorer(method, model, tmp_path))
+    alive = alive_masks(result.kept_positions, n)
+    lengths_before = result.kv_lengths
+
+    tokens, logits = decode_greedy(model, result, steps, ignore_eos=True, return_logits=True)
+    assert tokens.shape == (1, steps)
+    assert result.kv_lengths == [length + steps - 1 for length in lengths_before]
+
+    sequence = ids
+    for t in range(steps):
+        expected = masked_reference_logits(model, sequence, [torch.cat([a, torch.ones(t, dtype=torch.bool)]) for a in alive])
+        assert (logits[t] - expected[0]).abs().max().item() < ATOL, f"step {t}"
+        assert int(expected.argmax()) == int(tokens[0, t])
+        sequence = torch.cat([sequence, tokens[:, t : t + 1]], dim=1)
+
+
+def test_decode_without_pruning_matches_generate():
+    model = make_tiny_model("qwen2", "sdpa")
+    ids = torch.randint(0, 101, (1, 40), generator=torch.Generator().manual_seed(5))
+    result = prefill_with_pruning(model, ids, KeepSchedule([1], 0.5), get_scorer("baseline"))
+    ours = decode_greedy(model, result, 10, ignore_eos=True)
+    theirs = model.generate(
+        ids, attention_mask=torch.ones_like(ids), max_new_tokens=10, min_new_tokens=10, do_sample=False, pad_token_id=0
+    )[:, 40:]
+    assert torch.equal(ours, theirs)
+
+
+def test_decode_stops_at_eos_unless_ignored():
+    model = make_tiny_model("qwen2", "sdpa")
+    ids = torch.randint(0, 101, (1, 30), generator=torch.Generator().manual_seed(6))
+    schedule = KeepSchedule([2], 0.5)
+    free = decode_greedy(model, prefill_with_pruning(model, ids, schedule, get_scorer("baseline")), 6, ignore_eos=True)
+    model.generation_config.eos_token_id = int(free[0, 2])
+    stopped = decode_greedy(model, prefill_with_pruning(model, ids, schedule, get_scorer("baseline")), 6)
+    first_eos = (free[0] == free[0, 2]).nonzero()[0].item()
+    assert torch.equal(stopped, free[:, : first_eos + 1])
+    exact = decode_greedy(model, prefill_with_pruning(model, ids, schedule, get_scorer("baseline")), 6, ignore_eos=True)
+    assert exact.shape == (1, 6)
+
+
+def test_sinks_and_local_window_survive_every_stage():
+    model = make_tiny_model("qwen2", "sdpa")
+    n = 300
+    ids = torch.randint(0, 101, (1, n), generator=torch.Generator().manual_seed(7))
+    schedule = KeepSchedule([1, 2, 3, 4], 0.7)
+    for method in ("random", "attention", "oracle"):
+        result = prefill_with_pruning(model, ids, schedule, get_scorer(method))
+        alive = n
+        for positions in result.kept_positions:
+            assert positions[:4].tolist() == [0, 1, 2, 3]
+            assert torch.all(positions[1:] > positions[:-1])
+            assert int(positions[-1]) == n - 1
+        for stage_positions in result.kept_positions[1:]:
+            local = schedule.protected_count(alive) - 4
+            assert stage_positions[-local:].tolist() == list(range(n - local, n))
+            alive = len(stage_positions)
+
+
+@pytest.mark.parametrize("n", [1, 5, 17, 300])
+def test_cache_lengths_equal_schedule_counts(n):
+    model = make_tiny_model("llama", "sdpa")
+    ids = torch.randint(0, 101, (1, n), generator=torch.Generator().manual_seed(n))
+    schedule = KeepSchedule([1, 2, 4], 0.5)
+    result = prefill_with_pruning(model, ids, schedule, get_scorer("random"))
+    assert result.tokens_per_layer == schedule.tokens_per_layer(n, 5)
+    assert result.kv_lengths == result.tokens_per_layer
+    if n == 300:
+        assert result.tokens_per_layer == [300, 150, 75, 75, 38]
+    if n <= 17:  # short prompts are all sinks + local window: nothing is pruned
+        assert result.tokens_per_layer == [n] * 5
+    tokens = decode_greedy(model, result, 3, ignore_eos=True)
+    assert tokens.shape == (1, 3)
+
+
+def test_attention_scorer_equals_eager_attention_of_last_query():
+    model = make_tiny_model("qwen2", "eager")
+    n = 64
+    ids = torch.randint(0, 101, (1, n), generator=torch.Generator().manual_seed(8))
+    out = model(ids, output_attentions=True, output_hidden_states=True)
+    layer = 2
+    expected = out.attentions[layer][0, :, -1].sum(0)  # (n,) summed over heads
+    hidden = out.hidden_states[layer]  # the input of decoder layer 2
+    positions = torch.arange(n)
+    ctx = ScoreContext(model, layer, 0, hidden, positions, model.model.rotary_emb(hidden, positions[None]))
+    scores = get_scorer("attention").score(ctx)
+    assert scores.shape == (n,)
+    assert torch.allclose(scores, expected, atol=1e-5)
+
+
+def test_rejects_batches_and_bad_schedules():
+    model = make_tiny_model("qwen2", "sdpa")
+    with pytest.raises(ValueError, match="batch size 1"):
+        prefill_with_pruning(model, torch.zeros(2, 8, dtype=torch.long), KeepSchedule([1], 0.5), get_scorer("random"))
+    with pytest.raises(ValueError, match=r"prune layer\(s\) \[7\] outside the model: it has 5 decoder layers"):
+        prefill_with_pruning(model, torch.zeros(1, 8, dtype=torch.long), KeepSchedule([1, 7], 0.5), get_scorer("random"))
+    with pytest.raises(ValueError, match="unknown method 'magic'; valid methods: baseline, sdtp, random"):
+        get_scorer("magic")
+    with pytest.raises(ValueError, match="needs checkpoint"):
+        get_scorer("sdtp")
+
+
+def test_sliding_window_longer_than_prompt_is_refused():
+    model = make_tiny_model("mistral", "sdpa", sliding_window=32)
+    with pytest.raises(NotImplementedError, match="sliding_window: null"):
+        prefill_with_pruning(model, torch.zeros(1, 40, dtype=torch.long), KeepSchedule([1], 0.5), get_scorer("random"))
+
+
+def test_bf16_prefill_runs_and_tracks_fp32():
+    model32 = make_tiny_model("qwen2", "sdpa")
+    model16 = make_tiny_model("qwen2", "sdpa", dtype=torch.bfloat16)
+    ids = torch.randint(0, 101, (1, 80), generator=torch.Generator().manual_seed(9))
+    schedule = KeepSchedule([1, 3], 0.5, min_local=8)
+    r32 = prefill_with_pruning(model32, ids, schedule, get_scorer("streaming"))
+    r16 = prefill_with_pruning(model16, ids, schedule, get_scorer("streaming"))
+    assert r16.cache.layers[4].keys.dtype == torch.bfloat16
+    assert r16.tokens_per_layer == r32.tokens_per_layer
+    assert torch.corrcoef(torch.stack([r32.logits[0], r16.logits[0]]))[0, 1] > 0.99
+    assert decode_step(model16, r16.cache, torch.tensor([[5]]), 80).dtype == torch.float32
