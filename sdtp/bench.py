@@ -1,0 +1,157 @@
+"""`python -m sdtp bench-prefill`: how fast is the pruned prefill, next to its FLOPs-ideal, in one run.
+
+For each prompt length it times, round-robin so that drift hits every variant alike, after warm-up and synchronised:
+`model(input_ids, logits_to_keep=1)` (transformers' own forward), the engine without pruning (`baseline`), and the
+engine with SDTP's pruning module (random weights: timing only) at each keep ratio. It prints the medians, the
+measured speedup over the engine's baseline, the FLOPs-ideal speedup (`sdtp.flops`), their ratio, and the pruning
+module's share of the pruned prefill (timed in separate, synchronised runs so the timed runs stay free of extra syncs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import pandas as pd
+import torch
+
+from sdtp.engine import prefill_with_pruning
+from sdtp.flops import ideal_speedup, prefill_flops
+from sdtp.io import write_parquet
+from sdtp.pruner import PruningModule
+from sdtp.schedule import KeepSchedule
+from sdtp.scorers import SdtpScorer, get_scorer
+from sdtp.timing import median, repeat_timed, synchronize, timed
+
+log = logging.getLogger(__name__)
+
+# A Qwen2-shaped model of ~42M parameters: big enough that matmuls dominate on a CPU, small enough for minutes.
+SMALL_QWEN2 = dict(
+    vocab_size=32_000,
+    hidden_size=512,
+    intermediate_size=1536,
+    num_hidden_layers=8,
+    num_attention_heads=8,
+    num_key_value_heads=2,
+    max_position_embeddings=32_768,
+    tie_word_embeddings=True,
+)
+
+
+def build_bench_model(shape: str, dtype: torch.dtype, device: str, attn: str):
+    """A random-weight causal LM: `small` (above) or a hub id / local dir whose config is used (e.g. Qwen2-7B's)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, Qwen2Config
+
+    config = Qwen2Config(**SMALL_QWEN2) if shape == "small" else AutoConfig.from_pretrained(shape)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
+    return model.eval().requires_grad_(False)
+
+
+def bench_prefill(model, lengths, ratios, schedule_layers, warmup, repeats, seed=0) -> pd.DataFrame:
+    """One row per (length, variant, repeat) with prefill_s, plus analytic FLOPs and the scorer's share."""
+    config = model.config
+    device = next(model.parameters()).device
+    torch.manual_seed(seed)
+    pruner = SdtpScorer(PruningModule(schedule_layers, config.hidden_size).to(device=device, dtype=model.dtype))
+    baseline = get_scorer("baseline")
+    rows = []
+    for length in lengths:
+        ids = torch.randint(0, config.vocab_size, (1, length), generator=torch.Generator().manual_seed(seed)).to(device)
+        variants = {"transformers": (None, None)}
+        variants["baseline"] = (KeepSchedule(schedule_layers, 1.0), baseline)
+        for ratio in ratios:
+            variants[f"sdtp r={ratio}"] = (KeepSchedule(schedule_layers, ratio), pruner)
+
+        def run(variant):
+            schedule, scorer = variants[variant]
+            if schedule is None:
+                with torch.no_grad():
+                    return model(ids, logits_to_keep=1, use_cache=True)
+            return prefill_with_pruning(model, ids, schedule, scorer)
+
+        for variant in variants:
+            repeat_timed(lambda v=variant: run(v), device, warmup, 0)
+        times = {variant: [] for variant in variants}
+        for _ in range(repeats):
+            for variant in variants:
+                times[variant].append(timed(lambda v=variant: run(v), device)[0])
+        base_flops = prefill_flops(config, [length] * config.num_hidden_layers)
+        for variant, (schedule, scorer) in variants.items():
+            tokens = schedule.tokens_per_layer(length, config.num_hidden_layers) if schedule else [length] * config.num_hidden_layers
+            flops = prefill_flops(config, tokens)
+            scorer_share = float("nan")
+            if scorer is pruner:
+                shares = []
+                for _ in range(max(1, repeats // 2)):
+                    synchronize(device)
+                    result = prefill_with_pruning(model, ids, schedule, scorer, time_scorer=True)
+                    shares.append(result.scorer_s / median(times[variant]))
+                scorer_share = median(shares)
+            for repeat, seconds in enumerate(times[variant]):
+                rows.append(
+                    dict(
+                        length=length,
+                        variant=variant,
+                        keep_ratio=schedule.keep_ratio if schedule else 1.0,
+                        repeat=repeat,
+                        prefill_s=seconds,
+                        flops=flops,
+                        baseline_flops=base_flops,
+                        ideal_speedup=ideal_speedup(base_flops, flops),
+                        scorer_share=scorer_share,
+                        device=str(device),
+                        dtype=str(model.dtype).removeprefix("torch."),
+                    )
+                )
+        log.info("length %d done: %s", length, {v: round(median(t), 4) for v, t in times.items()})
+    return pd.DataFrame(rows)
+
+
+def summarize(rows: pd.DataFrame) -> pd.DataFrame:
+    """Medians per (length, variant) with measured speedup vs the engine's baseline and its ratio to the ideal."""
+    table = (
+        rows.groupby(["length", "variant"], sort=False)
+        .agg(
+            prefill_s=("prefill_s", "median"),
+            spread_s=("prefill_s", lambda s: s.max() - s.min()),
+            ideal_speedup=("ideal_speedup", "first"),
+            scorer_share=("scorer_share", "first"),
+        )
+        .reset_index()
+    )
+    base = table[table.variant == "baseline"].set_index("length").prefill_s
+    table["speedup"] = base.loc[table.length].to_numpy() / table.prefill_s
+    table["measured_over_ideal"] = table.speedup / table.ideal_speedup
+    return table
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="small", help="'small' (a ~42M Qwen2 shape) or a hub id / dir whose config to use")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048, 4096])
+    parser.add_argument("--ratios", type=float, nargs="+", default=[0.9, 0.7])
+    parser.add_argument("--layers", type=int, nargs="+", default=None, help="prune layers (default: 4 stages spread over the model)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager", "flash_attention_2"])
+    parser.add_argument("--out", default=None, help="also write the per-repeat rows to this Parquet file")
+
+
+def main(args: argparse.Namespace) -> int:
+    model = build_bench_model(args.model, getattr(torch, args.dtype), args.device, args.attn)
+    num_layers = model.config.num_hidden_layers
+    layers = args.layers or KeepSchedule.from_config(num_layers // 4, max(1, num_layers // 5), 4, 1.0, num_layers).layers
+    params = sum(p.numel() for p in model.parameters())
+    log.info("model %s: %.1fM parameters, %d layers, prune layers %s", args.model, params / 1e6, num_layers, layers)
+    rows = bench_prefill(model, args.lengths, args.ratios, layers, args.warmup, args.repeats)
+    if args.out:
+        write_parquet(rows, args.out)
+    table = summarize(rows)
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
+        print(f"model={args.model} params={params / 1e6:.1f}M device={args.device} dtype={args.dtype} attn={args.attn} "
+              f"prune layers={layers} warmup={args.warmup} repeats={args.repeats}")
+        print(table.to_string(index=False))
+    return 0
