@@ -13,6 +13,15 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench-prefill": ("sdtp.bench", "time pruned vs unpruned prefill next to the FLOPs-ideal speedup"),
+    "demo-model": ("sdtp.demo_model", "train the offline demo's tiny Qwen2 on the synthetic world"),
+    "prepare-train": ("sdtp.train_data", "tokenise the saliency/pruner training samples (synthetic or Dolly-15k)"),
+    "saliency": ("sdtp.saliency", "stage 1: gradient saliency of every training token at each prune layer"),
+    "train-pruner": ("sdtp.train_pruner", "stage 2: train the pruning modules (LLM frozen)"),
+    "latency": ("sdtp.latency", "one latency job: prefill + exactly N decoded tokens, per repeat, to Parquet"),
+    "task-records": ("sdtp.longbench.records", "write one task's LongBench-format records (v1 or synthetic)"),
+    "longbench-predict": ("sdtp.longbench.predict", "greedy predictions of one task with one method and keep ratio"),
+    "longbench-score": ("sdtp.longbench.score", "score one prediction file with the official LongBench metric"),
+    "tables": ("sdtp.tables", "aggregate per-job Parquet into the workflow's tables"),
 }
 
 

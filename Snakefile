@@ -1,0 +1,23 @@
+# sdtp-bench: Saliency-driven Dynamic Token Pruning, reproduced and benchmarked. See README.md.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/model.smk"
+include: "rules/saliency.smk"
+include: "rules/pruner.smk"
+include: "rules/latency.smk"
+include: "rules/longbench.smk"
+include: "rules/tables.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

@@ -1,0 +1,101 @@
+# Everything that is not a rule: config validation, wildcard constraints, targets and input functions.
+import json
+
+from snakemake.utils import validate
+
+
+validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+
+RESULTS = config["results"]
+MODEL = config["model"]["name"]
+BASELINE_RATIO = "1.0"
+
+
+wildcard_constraints:
+    model=r"[A-Za-z0-9_.-]+",
+    method=r"baseline|sdtp|random|streaming|attention|oracle",
+    ratio=r"[01]\.[0-9]+",
+    length=r"[0-9]+",
+    task=r"[A-Za-z0-9_-]+",
+
+
+def ratio_label(ratio):
+    """Keep ratios as they appear in paths: 0.7 -> '0.7', 1 -> '1.0'."""
+    return str(float(ratio))
+
+
+RATIOS = [ratio_label(r) for r in config["keep_ratios"]]
+
+
+def ratios_of(method):
+    """The baseline runs once (keep ratio 1.0); every other method at each configured keep ratio."""
+    return [BASELINE_RATIO] if method == "baseline" else RATIOS
+
+
+def settings(*sections, **subsections):
+    """The config a job reads, as one JSON string: a change reruns exactly the jobs that read it (params trigger).
+
+    settings("seed", "model", latency=["warmup", "repeats"]) passes two whole sections and two keys of a third, so
+    adding a length to `latency.lengths` adds jobs without rerunning the existing ones.
+    """
+    chosen = {name: config[name] for name in sections}
+    chosen.update({name: {key: config[name][key] for key in keys} for name, keys in subsections.items()})
+    return json.dumps(chosen, sort_keys=True)
+
+
+def model_dir(wildcards):
+    """The demo model is built by the workflow; a hub model needs no input (transformers downloads it)."""
+    if config["model"]["source"] == "demo":
+        return f"{RESULTS}/models/{wildcards.model}/hf"
+    return []
+
+
+def model_dir_arg(wildcards, input):
+    return f"--model-dir {input.model}" if config["model"]["source"] == "demo" else ""
+
+
+def pruner_input(wildcards):
+    """Only sdtp reads a trained pruner; other methods do not depend on it."""
+    if wildcards.method == "sdtp":
+        return f"{RESULTS}/pruner/{wildcards.model}/r{wildcards.ratio}/pruner"
+    return []
+
+
+def pruner_arg(wildcards, input):
+    return f"--pruner {input.pruner}" if wildcards.method == "sdtp" else ""
+
+
+def latency_outputs():
+    return [
+        f"{RESULTS}/latency/{MODEL}/{method}/r{ratio}/L{length}.parquet"
+        for method in config["latency"]["methods"]
+        for ratio in ratios_of(method)
+        for length in config["latency"]["lengths"]
+    ]
+
+
+def score_outputs():
+    return [
+        f"{RESULTS}/longbench/{MODEL}/{method}/r{ratio}/{task}.score.parquet"
+        for method in config["methods"]
+        for ratio in ratios_of(method)
+        for task in config["longbench"]["tasks"]
+    ]
+
+
+def training_outputs():
+    if "sdtp" not in config["methods"] + config["latency"]["methods"]:
+        return []
+    return [f"{RESULTS}/pruner/{MODEL}/r{ratio}/losses.parquet" for ratio in RATIOS]
+
+
+def sparsity_outputs():
+    return [f"{RESULTS}/saliency/{MODEL}/sparsity.parquet"] if training_outputs() else []
+
+
+def table_outputs():
+    return [f"{RESULTS}/tables/{name}.parquet" for name in ("latency", "summary", "longbench", "saliency_sparsity", "pruner_losses")]
+
+
+def final_outputs():
+    return table_outputs()

@@ -1,0 +1,17 @@
+rule latency:
+    input:
+        model=model_dir,
+        pruner=pruner_input,
+    output:
+        f"{RESULTS}/latency/{{model}}/{{method}}/r{{ratio}}/L{{length}}.parquet",
+    log:
+        f"{RESULTS}/logs/latency/{{model}}/{{method}}/r{{ratio}}/L{{length}}.log",
+    params:
+        settings=settings("seed", "model", "schedule", latency=["warmup", "repeats", "new_tokens"]),
+        model_dir=model_dir_arg,
+        pruner=pruner_arg,
+    resources:
+        gpu=config["resources"]["gpu"],
+    shell:
+        "python -m sdtp latency --settings {params.settings:q} {params.model_dir} {params.pruner}"
+        " --method {wildcards.method} --ratio {wildcards.ratio} --length {wildcards.length} --out {output} > {log} 2>&1"

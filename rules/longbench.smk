@@ -1,0 +1,31 @@
+rule predict:
+    input:
+        model=model_dir,
+        pruner=pruner_input,
+        records=f"{RESULTS}/tasks/{{task}}.jsonl",
+    output:
+        f"{RESULTS}/longbench/{{model}}/{{method}}/r{{ratio}}/{{task}}.jsonl",
+    log:
+        f"{RESULTS}/logs/predict/{{model}}/{{method}}/r{{ratio}}/{{task}}.log",
+    params:
+        settings=settings("seed", "model", "schedule", longbench=["max_input_tokens"]),
+        model_dir=model_dir_arg,
+        pruner=pruner_arg,
+    resources:
+        gpu=config["resources"]["gpu"],
+    shell:
+        "python -m sdtp longbench-predict --settings {params.settings:q} {params.model_dir} {params.pruner}"
+        " --method {wildcards.method} --ratio {wildcards.ratio} --task {wildcards.task}"
+        " --records {input.records} --out {output} > {log} 2>&1"
+
+
+rule score:
+    input:
+        f"{RESULTS}/longbench/{{model}}/{{method}}/r{{ratio}}/{{task}}.jsonl",
+    output:
+        f"{RESULTS}/longbench/{{model}}/{{method}}/r{{ratio}}/{{task}}.score.parquet",
+    log:
+        f"{RESULTS}/logs/score/{{model}}/{{method}}/r{{ratio}}/{{task}}.log",
+    shell:
+        "python -m sdtp longbench-score --predictions {input} --model {wildcards.model} --method {wildcards.method}"
+        " --ratio {wildcards.ratio} --task {wildcards.task} --out {output} > {log} 2>&1"

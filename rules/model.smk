@@ -1,0 +1,11 @@
+rule demo_model:
+    output:
+        directory(f"{RESULTS}/models/{{model}}/hf"),
+    log:
+        f"{RESULTS}/logs/demo_model/{{model}}.log",
+    params:
+        settings=settings("seed", "demo"),
+    resources:
+        gpu=config["resources"]["gpu"],
+    shell:
+        "python -m sdtp demo-model --settings {params.settings:q} --out {output} > {log} 2>&1"

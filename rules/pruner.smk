@@ -1,0 +1,18 @@
+rule train_pruner:
+    input:
+        model=model_dir,
+        train=f"{RESULTS}/data/{{model}}/train.parquet",
+        saliency=f"{RESULTS}/saliency/{{model}}/scores.parquet",
+    output:
+        pruner=directory(f"{RESULTS}/pruner/{{model}}/r{{ratio}}/pruner"),
+        losses=f"{RESULTS}/pruner/{{model}}/r{{ratio}}/losses.parquet",
+    log:
+        f"{RESULTS}/logs/train_pruner/{{model}}/r{{ratio}}.log",
+    params:
+        settings=settings("seed", "model", "schedule", "pruner"),
+        model_dir=model_dir_arg,
+    resources:
+        gpu=config["resources"]["gpu"],
+    shell:
+        "python -m sdtp train-pruner --settings {params.settings:q} {params.model_dir} --ratio {wildcards.ratio}"
+        " --train {input.train} --saliency {input.saliency} --out {output.pruner} --losses {output.losses} > {log} 2>&1"

@@ -1,0 +1,15 @@
+rule tables:
+    input:
+        latency=latency_outputs(),
+        scores=score_outputs(),
+        losses=training_outputs(),
+        sparsity=sparsity_outputs(),
+    output:
+        table_outputs(),
+    log:
+        f"{RESULTS}/logs/tables.log",
+    params:
+        out_dir=f"{RESULTS}/tables",
+    shell:
+        "python -m sdtp tables --latency {input.latency} --scores {input.scores} --losses {input.losses}"
+        " --sparsity {input.sparsity} --out-dir {params.out_dir} > {log} 2>&1"

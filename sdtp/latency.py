@@ -1,0 +1,207 @@
+"""`python -m sdtp latency`: one latency job = one (model, method, keep ratio, prompt length).
+
+Per repeat, after warm-ups and synchronised on both sides of each timed region:
+- prefill: `prefill_with_pruning` on a prompt of exactly `length` tokens (seeded random ids);
+- decode: exactly `new_tokens` greedy tokens from that pruned cache (EOS ignored), so End2End = prefill + decode is
+  comparable across methods.
+Each repeat is one `LatencyRow` in the job's Parquet file, with the analytic FLOPs of this run and of the unpruned
+baseline at the same length, the per-layer cache lengths and bytes, and the status (`ok`, `oom`, or the error text).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import platform
+from dataclasses import dataclass
+
+import pandas as pd
+import psutil
+import torch
+
+from sdtp.engine import decode_greedy, prefill_with_pruning
+from sdtp.flops import compression_ratio, ideal_speedup, kv_bytes_per_layer, prefill_flops
+from sdtp.io import write_parquet
+from sdtp.schedule import KeepSchedule
+from sdtp.timing import timed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LatencyRow:
+    """One timed repeat. Times in seconds, memory and KV in bytes, FLOPs counted as 2 per multiply-add."""
+
+    model: str
+    method: str
+    keep_ratio: float
+    length: int
+    stages: int
+    prune_layers: list[int]
+    repeat: int
+    new_tokens: int
+    device: str
+    dtype: str
+    prefill_s: float
+    decode_s: float
+    total_s: float
+    peak_memory_bytes: int
+    memory_kind: str  # "cuda_peak_allocated" or "cpu_rss"
+    kv_lengths: list[int]
+    kv_bytes_per_layer: list[int]
+    kv_bytes: int
+    prefill_flops: float
+    baseline_prefill_flops: float
+    ideal_speedup: float
+    compression_ratio: float
+    torch_version: str
+    transformers_version: str
+    status: str
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def _peak_memory(device: torch.device) -> tuple[int, str]:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device)), "cuda_peak_allocated"
+    return int(psutil.Process().memory_info().rss), "cpu_rss"
+
+
+def measure_latency(
+    model,
+    *,
+    model_name: str,
+    method: str,
+    scorer,
+    schedule: KeepSchedule,
+    length: int,
+    warmup: int,
+    repeats: int,
+    new_tokens: int,
+    seed: int = 0,
+) -> list[LatencyRow]:
+    """Time `repeats` prefill + decode runs after `warmup` untimed ones; one row per repeat.
+
+    A CUDA out-of-memory error becomes a single row with status "oom" (and NaN times), so a sweep over lengths
+    finishes and shows where the device ran out.
+    """
+    import transformers
+
+    config = model.config
+    device = next(model.parameters()).device
+    num_layers = config.num_hidden_layers
+    ids = torch.randint(0, config.vocab_size, (1, length), generator=torch.Generator().manual_seed(seed)).to(device)
+    tokens_per_layer = schedule.tokens_per_layer(length, num_layers) if scorer.prunes else [length] * num_layers
+    flops = prefill_flops(config, tokens_per_layer)
+    baseline_flops = prefill_flops(config, [length] * num_layers)
+    common = dict(
+        model=model_name,
+        method=method,
+        keep_ratio=schedule.keep_ratio if scorer.prunes else 1.0,
+        length=length,
+        stages=schedule.num_stages if scorer.prunes else 0,
+        prune_layers=list(schedule.layers) if scorer.prunes else [],
+        new_tokens=new_tokens,
+        device=device_name(device),
+        dtype=str(model.dtype).removeprefix("torch."),
+        prefill_flops=flops,
+        baseline_prefill_flops=baseline_flops,
+        ideal_speedup=ideal_speedup(baseline_flops, flops),
+        compression_ratio=compression_ratio(length, tokens_per_layer),
+        torch_version=torch.__version__,
+        transformers_version=transformers.__version__,
+    )
+
+    def one_run():
+        prefill_s, result = timed(lambda: prefill_with_pruning(model, ids, schedule, scorer), device)
+        kv_lengths = result.kv_lengths  # before decoding grows the cache
+        decode_s, tokens = timed(lambda: decode_greedy(model, result, new_tokens, ignore_eos=True), device)
+        assert tokens.shape[1] == new_tokens, "decode must produce exactly new_tokens tokens"
+        return prefill_s, decode_s, kv_lengths
+
+    rows = []
+    try:
+        for i in range(warmup):
+            one_run()
+            log.info("%s r=%s L=%d: warm-up %d/%d done", method, common["keep_ratio"], length, i + 1, warmup)
+        for repeat in range(repeats):
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            prefill_s, decode_s, kv_lengths = one_run()
+            peak, kind = _peak_memory(device)
+            kv_bytes = kv_bytes_per_layer(config, kv_lengths, model.dtype)
+            rows.append(
+                LatencyRow(
+                    **common,
+                    repeat=repeat,
+                    prefill_s=prefill_s,
+                    decode_s=decode_s,
+                    total_s=prefill_s + decode_s,
+                    peak_memory_bytes=peak,
+                    memory_kind=kind,
+                    kv_lengths=kv_lengths,
+                    kv_bytes_per_layer=kv_bytes,
+                    kv_bytes=sum(kv_bytes),
+                    status="ok",
+                )
+            )
+            log.info(
+                "%s r=%s L=%d repeat %d/%d: prefill %.4f s, decode %.4f s (%d tokens)",
+                method, common["keep_ratio"], length, repeat + 1, repeats, prefill_s, decode_s, new_tokens,
+            )
+    except torch.cuda.OutOfMemoryError as error:
+        log.warning("%s r=%s L=%d: CUDA out of memory: %s", method, common["keep_ratio"], length, error)
+        torch.cuda.empty_cache()
+        peak, kind = _peak_memory(device)
+        nan = float("nan")
+        rows = [
+            LatencyRow(
+                **common, repeat=0, prefill_s=nan, decode_s=nan, total_s=nan, peak_memory_bytes=peak, memory_kind=kind,
+                kv_lengths=tokens_per_layer, kv_bytes_per_layer=[], kv_bytes=0, status="oom",
+            )
+        ]
+    return rows
+
+
+def rows_to_frame(rows: list[LatencyRow]) -> pd.DataFrame:
+    return pd.DataFrame([dataclasses.asdict(row) for row in rows])
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from sdtp.settings import add_settings_arguments
+
+    add_settings_arguments(parser)
+    parser.add_argument("--method", required=True)
+    parser.add_argument("--ratio", type=float, required=True, help="keep ratio per stage (1.0 for baseline)")
+    parser.add_argument("--length", type=int, required=True, help="prompt length in tokens")
+    parser.add_argument("--pruner", default=None, help="pruner checkpoint directory (method sdtp)")
+    parser.add_argument("--out", required=True, help="Parquet file to write")
+
+
+def main(args: argparse.Namespace) -> int:
+    from sdtp.settings import load_run_model, schedule_for, scorer_for
+
+    settings, model, _ = load_run_model(args)
+    latency = settings["latency"]
+    schedule = schedule_for(settings, model, args.ratio)
+    scorer = scorer_for(settings, args.method, args.pruner)
+    rows = measure_latency(
+        model,
+        model_name=settings["model"]["name"],
+        method=args.method,
+        scorer=scorer,
+        schedule=schedule,
+        length=args.length,
+        warmup=latency["warmup"],
+        repeats=latency["repeats"],
+        new_tokens=latency["new_tokens"],
+        seed=settings["seed"],
+    )
+    write_parquet(rows_to_frame(rows), args.out)
+    log.info("wrote %d rows to %s", len(rows), args.out)
+    return 0

@@ -1,0 +1,63 @@
+"""Settings a job receives from the workflow, and the objects built from them.
+
+Rules pass each command only the config sections it reads, as one JSON string (`--settings`), through Snakemake
+`params`: a change to a section reruns exactly the jobs that read it (Snakemake's params rerun trigger), nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from sdtp.schedule import KeepSchedule
+
+log = logging.getLogger(__name__)
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--settings", required=True, type=json.loads, help="JSON object with the config sections this job reads"
+    )
+    parser.add_argument("--model-dir", default=None, help="local model directory built by the workflow (demo model)")
+
+
+def model_spec(settings: dict, model_dir: str | None = None) -> dict:
+    """The `sdtp.models.load_model` spec from the config's `model:` section (workflow-only keys dropped)."""
+    spec = {k: v for k, v in settings["model"].items() if k not in ("name", "source", "demo") and v is not None}
+    if model_dir is not None:
+        spec["id"] = model_dir
+    if spec.get("device") == "auto":
+        spec.pop("device")
+    return spec
+
+
+def load_run_model(args: argparse.Namespace):
+    """Claim a GPU from the pool (before torch touches CUDA), then load the model: (settings, model, tokenizer)."""
+    from sdtp.gpu import claim_device
+
+    device = claim_device()
+    if device is not None:
+        log.info("claimed GPU %s", device)
+    from sdtp.models import load_model
+
+    model, tokenizer = load_model(model_spec(args.settings, args.model_dir))
+    return args.settings, model, tokenizer
+
+
+def schedule_for(settings: dict, model, keep_ratio: float) -> KeepSchedule:
+    """The config's `schedule:` (explicit `layers`, else start/step/stages) at `keep_ratio`, checked against the model."""
+    section = settings["schedule"]
+    extra = {k: section[k] for k in ("sink_tokens", "local_ratio", "min_local") if k in section}
+    num_layers = model.config.num_hidden_layers
+    if section.get("layers"):
+        schedule = KeepSchedule(list(section["layers"]), keep_ratio, **extra)
+        schedule.validate(num_layers)
+        return schedule
+    return KeepSchedule.from_config(section["start"], section["step"], section["stages"], keep_ratio, num_layers, **extra)
+
+
+def scorer_for(settings: dict, method: str, pruner_dir: str | None):
+    from sdtp.scorers import get_scorer
+
+    return get_scorer(method, seed=settings.get("seed", 0), checkpoint=pruner_dir)
