@@ -277,3 +277,14 @@ def load_model(spec: dict[str, Any] | ModelSpec) -> tuple[PreTrainedModel, PreTr
     model.eval()
     model.requires_grad_(False)
     return model, tokenizer
+
+
+def load_tokenizer(spec: dict[str, Any] | ModelSpec) -> PreTrainedTokenizerBase | None:
+    """Only the tokenizer of the model `spec` names (no weights loaded), or None when it has none."""
+    if not isinstance(spec, ModelSpec):
+        spec = ModelSpec.from_dict(spec)
+    local = _looks_local(spec.id)
+    source = str(Path(spec.id).expanduser()) if local else spec.id
+    if local:
+        _check_local_dir(Path(source))
+    return _load_tokenizer(source, spec)

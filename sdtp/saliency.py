@@ -64,3 +64,53 @@ def token_saliency(
     return {
         layer: (grad * captured[layer]).sum(-1)[0].detach().float().cpu() for layer, grad in zip(layers, grads)
     }
+
+
+def sparsity(saliency: torch.Tensor, threshold: float = 0.1) -> float:
+    """Fraction of tokens whose |π̂| exceeds `threshold` × the sample's max |π̂| (the paper's Figure 2 statistic)."""
+    magnitude = saliency.abs()
+    peak = magnitude.max()
+    if peak == 0:
+        return 0.0
+    return float((magnitude > threshold * peak).float().mean())
+
+
+def add_arguments(parser) -> None:
+    from sdtp.settings import add_settings_arguments
+
+    add_settings_arguments(parser)
+    parser.add_argument("--train", required=True, help="samples Parquet from `prepare-train`")
+    parser.add_argument("--out", required=True, help="Parquet: one row per (sample, layer) with the saliency list")
+    parser.add_argument("--sparsity", required=True, help="Parquet: per (sample, layer) sparsity")
+
+
+def main(args) -> int:
+    import logging
+    import time
+
+    import pandas as pd
+
+    from sdtp.io import write_parquet
+    from sdtp.settings import load_run_model, schedule_for
+
+    log = logging.getLogger(__name__)
+    settings, model, _ = load_run_model(args)
+    layers = schedule_for(settings, model, 1.0).layers
+    device = next(model.parameters()).device
+    samples = pd.read_parquet(args.train)
+    score_rows, sparsity_rows = [], []
+    start = time.perf_counter()
+    for i, sample in enumerate(samples.itertuples(index=False)):
+        ids = torch.tensor([list(sample.input_ids)], device=device)
+        labels = torch.tensor([list(sample.labels)], device=device)
+        for layer, scores in token_saliency(model, ids, layers, labels=labels).items():
+            score_rows.append(dict(split=sample.split, sample=sample.sample, layer=layer, scores=scores.tolist()))
+            sparsity_rows.append(
+                dict(model=settings["model"]["name"], split=sample.split, sample=sample.sample, layer=layer,
+                     tokens=len(scores), sparsity=sparsity(scores))
+            )
+        if (i + 1) % 10 == 0 or i + 1 == len(samples):
+            log.info("saliency %d/%d samples, %.1f s", i + 1, len(samples), time.perf_counter() - start)
+    write_parquet(pd.DataFrame(score_rows), args.out)
+    write_parquet(pd.DataFrame(sparsity_rows), args.sparsity)
+    return 0
