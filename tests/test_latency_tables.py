@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from tiny_models import make_tiny_model
+
+from sdtp import latency as latency_module
+from sdtp.cli import main as cli_main
+from sdtp.flops import prefill_flops
+from sdtp.latency import measure_latency, rows_to_frame
+from sdtp.schedule import KeepSchedule
+from sdtp.scorers import get_scorer
+from sdtp.tables import longbench_with_deltas, summarize_latency
+
+
+def test_measure_latency_rows():
+    model = make_tiny_model("qwen2", "sdpa")
+    schedule = KeepSchedule([1, 3], 0.5, min_local=8)
+    rows = measure_latency(
+        model, model_name="tiny", method="random", scorer=get_scorer("random"), schedule=schedule,
+        length=200, warmup=1, repeats=2, new_tokens=5,
+    )
+    frame = rows_to_frame(rows)
+    assert len(frame) == 2 and list(frame.repeat) == [0, 1]
+    row = rows[0]
+    assert row.status == "ok" and row.length == 200 and row.new_tokens == 5
+    assert row.kv_lengths == schedule.tokens_per_layer(200, 5) == [200, 100, 100, 50, 50]
+    assert row.kv_bytes == sum(row.kv_bytes_per_layer) == 2 * 2 * 16 * 4 * sum(row.kv_lengths)  # k+v, 2 kv heads × 16
+    assert row.prefill_flops == prefill_flops(model.config, row.kv_lengths)
+    assert row.ideal_speedup == pytest.approx(row.baseline_prefill_flops / row.prefill_flops) and row.ideal_speedup > 1.5
+    assert row.compression_ratio == pytest.approx(200 / 100)
+    assert row.total_s == pytest.approx(row.prefill_s + row.decode_s) and row.prefill_s > 0 and row.decode_s > 0
+    assert row.prune_layers == [1, 3] and row.stages == 2 and row.memory_kind == "cpu_rss"
+
+
+def test_baseline_rows_have_no_pruning():
+    model = make_tiny_model("llama", "sdpa")
+    rows = measure_latency(
+        model, model_name="tiny", method="baseline", scorer=get_scorer("baseline"),
+        schedule=KeepSchedule([1, 3], 1.0), length=64, warmup=0, repeats=1, new_tokens=3,
+    )
+    assert rows[0].kv_lengths == [64] * 5 and rows[0].ideal_speedup == 1.0 and rows[0].keep_ratio == 1.0
+    assert rows[0].stages == 0
+
+
+def test_oom_becomes_a_row(monkeypatch):
+    model = make_tiny_model("qwen2", "sdpa")
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    monkeypatch.setattr(latency_module, "prefill_with_pruning", out_of_memory)
+    rows = measure_latency(
+        model, model_name="tiny", method="sdtp", scorer=get_scorer("random"), schedule=KeepSchedule([1], 0.5),
+        length=32, warmup=1, repeats=3, new_tokens=2,
+    )
+    assert len(rows) == 1 and rows[0].status == "oom"
+    assert pd.isna(rows[0].prefill_s)
+
+
+def test_latency_command_writes_parquet(tmp_path):
+    model = make_tiny_model("qwen2", "sdpa")
+    model.save_pretrained(tmp_path / "model")
+    settings = {
+        "seed": 0,
+        "model": {"name": "tiny", "source": "demo", "dtype": "float32", "attn_implementation": "sdpa", "device": "cpu"},
+        "schedule": {"start": 1, "step": 2, "stages": 2, "min_local": 4},
+        "latency": {"warmup": 0, "repeats": 2, "new_tokens": 3},
+    }
+    out = tmp_path / "out" / "L48.parquet"
+    code = cli_main([
+        "latency", "--settings", json.dumps(settings), "--model-dir", str(tmp_path / "model"),
+        "--method", "streaming", "--ratio", "0.5", "--length", "48", "--out", str(out),
+    ])
+    assert code == 0
+    frame = pd.read_parquet(out)
+    assert len(frame) == 2 and set(frame.status) == {"ok"}
+    assert list(frame.kv_lengths[0]) == [48, 24, 24, 12, 12]
+    assert not list(out.parent.glob(".*tmp"))  # written atomically: no temp file left
+
+
+def _latency_rows(method, ratio, prefill, decode, length=100, ideal=1.0):
+    return [
+        dict(model="m", method=method, keep_ratio=ratio, length=length, repeat=i, prefill_s=p, decode_s=d, total_s=p + d,
+             new_tokens=4, ideal_speedup=ideal, compression_ratio=1 / ratio, kv_bytes=100, peak_memory_bytes=1,
+             device="cpu", dtype="float32", status="ok")
+        for i, (p, d) in enumerate(zip(prefill, decode))
+    ]
+
+
+def test_summary_speedups_against_baseline_at_same_length():
+    rows = (
+        _latency_rows("baseline", 1.0, [2.0, 2.2, 1.8], [1.0, 1.0, 1.0])
+        + _latency_rows("sdtp", 0.5, [1.0, 1.2, 0.8], [0.5, 0.5, 0.5], ideal=2.5)
+        + _latency_rows("baseline", 1.0, [4.0], [1.0], length=200)
+        + [dict(_latency_rows("sdtp", 0.5, [0.0], [0.0], length=200)[0], status="oom", prefill_s=float("nan"))]
+    )
+    summary = summarize_latency(pd.DataFrame(rows)).set_index(["method", "length"])
+    sdtp = summary.loc[("sdtp", 100)]
+    assert sdtp.prefill_s == 1.0 and sdtp.prefill_spread_s == pytest.approx(0.4) and sdtp.repeats == 3
+    assert sdtp.prefill_speedup == pytest.approx(2.0) and sdtp.decode_speedup == pytest.approx(2.0)
+    assert sdtp.e2e_speedup == pytest.approx(3.0 / 1.5) and sdtp.measured_over_ideal == pytest.approx(2.0 / 2.5)
+    assert summary.loc[("baseline", 100)].prefill_speedup == 1.0
+    assert summary.loc[("sdtp", 200)].status == "oom"
+
+
+def test_longbench_deltas():
+    scores = pd.DataFrame(
+        [
+            dict(model="m", method="baseline", keep_ratio=1.0, task="t", score=50.0),
+            dict(model="m", method="sdtp", keep_ratio=0.7, task="t", score=45.5),
+            dict(model="m", method="random", keep_ratio=0.7, task="u", score=10.0),
+        ]
+    )
+    out = longbench_with_deltas(scores).set_index(["method", "task"])
+    assert out.loc[("sdtp", "t")].delta_vs_baseline == pytest.approx(-4.5)
+    assert out.loc[("baseline", "t")].delta_vs_baseline == 0.0
+    assert pd.isna(out.loc[("random", "u")].delta_vs_baseline)  # no baseline for that task
+
+
+def test_tables_command_with_no_inputs_writes_empty_tables(tmp_path):
+    assert cli_main(["tables", "--out-dir", str(tmp_path)]) == 0
+    for name in ("latency", "summary", "longbench", "saliency_sparsity", "pruner_losses"):
+        assert pd.read_parquet(tmp_path / f"{name}.parquet").empty
