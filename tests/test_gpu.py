@@ -1,0 +1,115 @@
+"""The GPU pool: distinct devices for concurrent processes, freed when a holder dies, no-op without GPUs / in SLURM."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sdtp import gpu
+
+HOLDER = """
+import os, sys, time
+from sdtp.gpu import claim_device
+device = claim_device(sys.argv[1], timeout_s=float(sys.argv[2]), poll_s=0.05)
+print(device, os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
+time.sleep(60)
+"""
+
+
+def start_holder(lock_dir, devices="0,1,2,3", timeout_s=5.0):
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": devices}
+    env.pop("SLURM_JOB_ID", None)
+    return subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(lock_dir), str(timeout_s)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def test_concurrent_processes_get_distinct_devices_and_a_killed_holder_frees_its_device(tmp_path):
+    holders = [start_holder(tmp_path) for _ in range(4)]
+    try:
+        claimed = []
+        for proc in holders:
+            device, pinned = proc.stdout.readline().split()
+            assert device == pinned  # the process is pinned to the device it claimed
+            claimed.append(device)
+        assert sorted(claimed) == ["0", "1", "2", "3"]
+
+        # A fifth process finds the pool full.
+        fifth = start_holder(tmp_path, timeout_s=0.5)
+        assert fifth.wait(timeout=30) != 0
+        assert "TimeoutError" in fifth.stderr.read()
+
+        # SIGKILL one holder: the kernel releases its lock, and a new process gets exactly that device.
+        victim = holders[2]
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+        newcomer = start_holder(tmp_path, timeout_s=10)
+        holders.append(newcomer)
+        assert newcomer.stdout.readline().split()[0] == claimed[2]
+    finally:
+        for proc in holders:
+            proc.kill()
+            proc.wait()
+
+
+def test_waits_for_a_device_instead_of_failing(tmp_path):
+    first = start_holder(tmp_path, devices="7")
+    try:
+        assert first.stdout.readline().split()[0] == "7"
+        waiter = start_holder(tmp_path, devices="7", timeout_s=30)
+        time.sleep(0.5)
+        assert waiter.poll() is None  # still waiting
+        first.kill()
+        first.wait()
+        assert waiter.stdout.readline().split()[0] == "7"
+        waiter.kill()
+        waiter.wait()
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_lock_dir_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    monkeypatch.setenv(gpu.LOCK_DIR_ENV, str(tmp_path / "locks"))
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    try:
+        assert gpu.claim_device() == "3"
+        assert (tmp_path / "locks" / "gpu-3.lock").exists()
+        assert gpu.claim_device() == "3"  # idempotent within a process
+    finally:
+        gpu.release_device()
+
+
+def test_no_gpus_is_a_no_op(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert gpu.claim_device(tmp_path) is None
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi
+    assert gpu.visible_devices() == []
+    assert gpu.claim_device(tmp_path) is None
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+
+
+def test_inside_slurm_is_a_no_op(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "1234")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert gpu.claim_device(tmp_path) is None
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("listing, expected", [("GPU 0: NVIDIA H100 (UUID: x)\nGPU 1: NVIDIA H100 (UUID: y)\n", ["0", "1"])])
+def test_nvidia_smi_listing(tmp_path, monkeypatch, listing, expected):
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text(f"#!/bin/sh\nprintf '{listing}'\n")
+    fake.chmod(0o755)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    assert gpu.visible_devices() == expected
