@@ -65,6 +65,11 @@ def pruner_arg(wildcards, input):
     return f"--pruner {input.pruner}" if wildcards.method == "sdtp" else ""
 
 
+def latency_threads():
+    """On CPU a latency job takes every core, so no other job runs beside it and skews its timing."""
+    return workflow.cores if config["resources"]["gpu"] == 0 else 1
+
+
 def latency_outputs():
     return [
         f"{RESULTS}/latency/{MODEL}/{method}/r{ratio}/L{length}.parquet"

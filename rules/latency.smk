@@ -10,6 +10,7 @@ rule latency:
         settings=settings("seed", "model", "schedule", latency=["warmup", "repeats", "new_tokens"]),
         model_dir=model_dir_arg,
         pruner=pruner_arg,
+    threads: latency_threads()
     resources:
         gpu=config["resources"]["gpu"],
     shell:

@@ -7,7 +7,8 @@ from `config/dataset2prompt.json` and `config/dataset2maxlen.json` (copied into 
 - the chat template is *not* applied for trec, triviaqa, samsum, lsht, lcc and repobench-p (few-shot and code tasks);
 - for trec, triviaqa, samsum and lsht the prediction is cut to its first line before scoring.
 
-Other tasks in the same format (the offline demo's synthetic tasks) join the table with `register_task`.
+Other tasks in the same format join the table with `register_task`; the offline demo's synthetic tasks
+(`sdtp.data.synthetic.SYNTHETIC_TASKS`: no chat template, English) are registered when this module is imported.
 """
 
 from __future__ import annotations
@@ -175,3 +176,23 @@ def get_task(name: str) -> TaskSpec:
         return TASKS[name]
     except KeyError:
         raise ValueError(f"unknown LongBench task {name!r}; valid tasks: {', '.join(sorted(TASKS))}") from None
+
+
+def _register_synthetic_tasks() -> None:
+    """Register the offline demo's synthetic tasks (`sdtp.data.synthetic`, pure Python: importing it stays cheap)."""
+    from sdtp.data.synthetic import SYNTHETIC_TASKS
+
+    for name, entry in SYNTHETIC_TASKS.items():
+        register_task(
+            TaskSpec(
+                name=name,
+                prompt_template=entry["prompt_template"],
+                max_new_tokens=entry["max_new_tokens"],
+                metric_name=entry["metric"],
+                uses_chat_template=False,
+                language="en",
+            )
+        )
+
+
+_register_synthetic_tasks()

@@ -1,0 +1,178 @@
+"""`python -m sdtp longbench-predict`: greedy predictions of one task with one method at one keep ratio.
+
+Per record, as the official LongBench v1 `pred.py` does it and with pruning in the prefill:
+1. model input ids: the task's template filled with the record -> middle truncation of the prompt to
+   `longbench.max_input_tokens` tokens -> the chat template unless the task is few-shot or code (`encode_record`);
+2. `prefill_with_pruning` with the method's scorer and the config's schedule (timed, synchronised on both sides);
+3. greedy decoding from the pruned cache, at most the task's `max_new_tokens`, stopping after EOS;
+4. the generated ids decoded with `skip_special_tokens=True` (the prompt is not part of the prediction).
+
+One untimed warm-up prefill on the first record comes first, so that `prefill_s` of record 0 does not include one-off
+costs (CUDA context, kernel selection). Non-pruning methods (baseline) run at keep ratio 1.0 whatever `--ratio` says.
+
+Output: one JSON object per record, written atomically once all records are done, with the fields `PredictionRow`
+lists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from sdtp.engine import decode_greedy, prefill_with_pruning
+from sdtp.flops import compression_ratio
+from sdtp.longbench.prompts import encode_record
+from sdtp.longbench.records import read_jsonl, write_jsonl
+from sdtp.longbench.tasks import TaskSpec, get_task
+from sdtp.schedule import KeepSchedule
+from sdtp.timing import timed
+
+log = logging.getLogger(__name__)
+
+LOG_EVERY = 10  # records between progress lines
+
+
+@dataclass
+class PredictionRow:
+    """One record's prediction.
+
+    _id, answers, all_classes, length: copied from the record (what the official scorer reads).
+    pred:              the decoded generation (special tokens skipped).
+    prompt_tokens:     model input ids after truncation and chat template.
+    tokens_per_layer:  tokens entering (and cached by) each decoder layer during prefill.
+    compression_ratio: prompt_tokens / mean(tokens_per_layer) (the SDTP paper's definition).
+    prefill_s:         synchronised wall-clock seconds of the pruned prefill.
+    new_tokens:        generated tokens, EOS included when there was one (<= the task's max_new_tokens).
+    """
+
+    _id: Any
+    pred: str
+    answers: list[str]
+    all_classes: list[str] | None
+    length: int
+    prompt_tokens: int
+    tokens_per_layer: list[int]
+    compression_ratio: float
+    prefill_s: float
+    new_tokens: int
+
+
+def _device_of(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _ensure_eos(model, tokenizer) -> None:
+    """Stop at the tokenizer's EOS when the model's generation config names none (what `generate` would also miss)."""
+    generation_config = getattr(model, "generation_config", None)
+    has_eos = getattr(generation_config, "eos_token_id", None) is not None
+    if not has_eos and getattr(model.config, "eos_token_id", None) is None and tokenizer.eos_token_id is not None:
+        log.info("the model names no EOS token; stopping at the tokenizer's %r", tokenizer.eos_token)
+        if generation_config is not None:
+            generation_config.eos_token_id = tokenizer.eos_token_id
+        else:
+            model.config.eos_token_id = tokenizer.eos_token_id
+
+
+def predict_record(
+    model, tokenizer, task: TaskSpec, record: dict, schedule: KeepSchedule, scorer, max_input_tokens: int
+) -> PredictionRow:
+    """Encode, prefill with pruning (timed), decode greedily; one `PredictionRow`."""
+    device = _device_of(model)
+    ids = encode_record(task, record, tokenizer, max_input_tokens)
+    input_ids = torch.tensor([ids], dtype=torch.long, device=device)
+    prefill_s, result = timed(lambda: prefill_with_pruning(model, input_ids, schedule, scorer), device)
+    generated = decode_greedy(model, result, task.max_new_tokens, ignore_eos=False)
+    generated_ids = generated[0].tolist()
+    return PredictionRow(
+        _id=record["_id"],
+        pred=tokenizer.decode(generated_ids, skip_special_tokens=True),
+        answers=record["answers"],
+        all_classes=record.get("all_classes"),
+        length=record["length"],
+        prompt_tokens=len(ids),
+        tokens_per_layer=list(result.tokens_per_layer),
+        compression_ratio=compression_ratio(len(ids), result.tokens_per_layer),
+        prefill_s=prefill_s,
+        new_tokens=len(generated_ids),
+    )
+
+
+def predict_task(
+    model,
+    tokenizer,
+    task: TaskSpec,
+    records: list[dict],
+    schedule: KeepSchedule,
+    scorer,
+    max_input_tokens: int,
+    label: str = "",
+) -> list[PredictionRow]:
+    """Predictions for `records` in order, after one untimed warm-up prefill; progress logged every ~10 records."""
+    if not records:
+        return []
+    device = _device_of(model)
+    warmup_ids = encode_record(task, records[0], tokenizer, max_input_tokens)
+    prefill_with_pruning(model, torch.tensor([warmup_ids], dtype=torch.long, device=device), schedule, scorer)
+    rows: list[PredictionRow] = []
+    total_prefill_s = 0.0
+    for i, record in enumerate(records, start=1):
+        row = predict_record(model, tokenizer, task, record, schedule, scorer, max_input_tokens)
+        rows.append(row)
+        total_prefill_s += row.prefill_s
+        if i % LOG_EVERY == 0 or i == len(records):
+            log.info(
+                "%s%s: record %d/%d, mean prefill %.4f s, last: %d prompt tokens, %d new tokens",
+                label, task.name, i, len(records), total_prefill_s / i, row.prompt_tokens, row.new_tokens,
+            )
+    return rows
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from sdtp.settings import add_settings_arguments
+
+    add_settings_arguments(parser)
+    parser.add_argument("--pruner", default=None, help="pruner checkpoint directory (method sdtp)")
+    parser.add_argument("--method", required=True)
+    parser.add_argument("--ratio", type=float, required=True, help="keep ratio per stage (1.0 for baseline)")
+    parser.add_argument("--task", required=True, help="task name (LongBench v1 or synthetic)")
+    parser.add_argument("--records", required=True, help="the task's records (JSONL, from task-records)")
+    parser.add_argument("--out", required=True, help="JSONL file to write")
+
+
+def main(args: argparse.Namespace) -> int:
+    from sdtp.settings import load_run_model, schedule_for, scorer_for
+
+    task = get_task(args.task)  # fail on a bad task name before loading the model
+    records = read_jsonl(args.records)
+    if not records:
+        raise ValueError(f"{args.records} holds no records for task {args.task!r}")
+    settings, model, tokenizer = load_run_model(args)
+    if tokenizer is None:
+        raise ValueError(f"model {settings['model'].get('name')!r} has no tokenizer: LongBench prompts cannot be encoded")
+    _ensure_eos(model, tokenizer)
+    scorer = scorer_for(settings, args.method, args.pruner)
+    keep_ratio = args.ratio if scorer.prunes else 1.0
+    schedule = schedule_for(settings, model, keep_ratio)
+    log.info(
+        "%s on %s: %d records, keep ratio %s at layers %s, max %d input tokens, max %d new tokens",
+        args.method, task.name, len(records), keep_ratio, schedule.layers if scorer.prunes else [],
+        settings["longbench"]["max_input_tokens"], task.max_new_tokens,
+    )
+    rows = predict_task(
+        model,
+        tokenizer,
+        task,
+        records,
+        schedule,
+        scorer,
+        settings["longbench"]["max_input_tokens"],
+        label=f"{args.method} r={keep_ratio} ",
+    )
+    write_jsonl((dataclasses.asdict(row) for row in rows), args.out)
+    log.info("wrote %d predictions to %s", len(rows), args.out)
+    return 0

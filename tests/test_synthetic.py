@@ -1,0 +1,163 @@
+"""The synthetic LongBench-format world and its word-level tokenizer."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import AutoTokenizer
+
+from sdtp.data import synthetic
+from sdtp.data.synthetic import (
+    SYNTHETIC_TASKS,
+    build_prompt,
+    generate_records,
+    generate_training_examples,
+)
+from sdtp.data.tokenizer import build_tokenizer
+
+LONGBENCH_FIELDS = {
+    "input": str,
+    "context": str,
+    "answers": list,
+    "length": int,
+    "dataset": str,
+    "language": str,
+    "all_classes": type(None),
+    "_id": str,
+}
+TASKS = sorted(SYNTHETIC_TASKS)
+_TOKENIZER = build_tokenizer()  # module-level for the hypothesis test (function-scoped fixtures do not mix with @given)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return _TOKENIZER
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_records_are_deterministic_per_seed(task):
+    assert generate_records(task, 5, 256, seed=7) == generate_records(task, 5, 256, seed=7)
+    other = generate_records(task, 5, 256, seed=8)
+    assert all(a["context"] != b["context"] for a, b in zip(generate_records(task, 5, 256, seed=7), other))
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_record_i_does_not_depend_on_n(task):
+    assert generate_records(task, 3, 128, seed=1) == generate_records(task, 6, 128, seed=1)[:3]
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("words", [128, 256, 2048])
+def test_records_have_longbench_fields_and_honour_length(task, words):
+    records = generate_records(task, 20, words, seed=0)
+    assert len({r["_id"] for r in records}) == len(records)
+    for record in records:
+        assert set(record) == set(LONGBENCH_FIELDS)
+        for field, kind in LONGBENCH_FIELDS.items():
+            assert isinstance(record[field], kind), field
+        assert record["dataset"] == task and record["language"] == "en"
+        assert re.fullmatch(r"[0-9a-f]{48}", record["_id"])
+        assert record["length"] == len(record["context"].split()) == words
+        assert len(record["answers"]) == 1 and all(isinstance(a, str) and a for a in record["answers"])
+        assert all(f" is {word}." in record["context"] for word in record["answers"][0].split())  # each from a needle
+
+
+def test_passkey_answer_is_all_three_needles():
+    for record in generate_records("synthetic_passkey", 20, 256, seed=3):
+        assert record["input"] == "What is the passkey?"
+        colour, animal, digits = record["answers"][0].split()
+        for slot, value in (("colour", colour), ("animal", animal), ("digits", digits)):
+            assert record["context"].count(f"the passkey {slot} is {value}.") == 1
+        assert record["context"].count("the passkey") == 3
+
+
+def test_needle_qa_answer_is_the_asked_slot_among_distractors():
+    asked_slots = set()
+    for record in generate_records("synthetic_needle_qa", 30, 256, seed=3):
+        slot = re.fullmatch(r"What is the passkey (\w+)\?", record["input"]).group(1)
+        asked_slots.add(slot)
+        assert f"the passkey {slot} is {record['answers'][0]}." in record["context"]
+        assert record["context"].count("the passkey") == len(synthetic.SLOTS)
+    assert asked_slots == set(synthetic.SLOTS)
+
+
+def test_sub_vocabularies_are_disjoint():
+    groups = [synthetic.FILLER_WORDS, synthetic.NAMES, synthetic.CITIES, synthetic.COLORS, synthetic.ANIMALS,
+              synthetic.NUMBERS]  # fmt: skip
+    assert sum(len(set(g)) for g in groups) == len(set().union(*groups)) == sum(len(g) for g in groups)
+    marker_words = {"passkey", *synthetic.SLOTS, "question", "answer", "passage"}
+    assert not marker_words & set(synthetic.FILLER_WORDS)
+
+
+def test_too_short_context_is_an_error():
+    with pytest.raises(ValueError, match="too short"):
+        generate_records("synthetic_needle_qa", 1, 20, seed=0)
+    with pytest.raises(ValueError, match="unknown synthetic task"):
+        generate_records("nope", 1, 256, seed=0)
+
+
+def test_training_examples_are_deterministic_and_disjoint_from_records():
+    examples = generate_training_examples(6, (100, 200), seed=0)
+    assert examples == generate_training_examples(6, (100, 200), seed=0)
+    assert generate_training_examples(3, (100, 200), seed=0, start=3) == examples[3:]
+    assert [e["task"] for e in examples] == [list(SYNTHETIC_TASKS)[i % len(TASKS)] for i in range(6)]
+    test_ids = {r["_id"] for task in TASKS for r in generate_records(task, 6, 150, seed=0)}
+    assert not test_ids & {e["_id"] for e in examples}
+    for example in examples:
+        assert example["prompt"].endswith("Answer:") and example["response"]
+
+
+def test_prompt_template_is_longbench_style():
+    for task, spec in SYNTHETIC_TASKS.items():
+        assert "{context}" in spec["prompt_template"] and "{input}" in spec["prompt_template"]
+        assert spec["metric"] == "qa_f1_score" and spec["max_new_tokens"] > 0
+    record = generate_records("synthetic_passkey", 1, 128, seed=0)[0]
+    prompt = build_prompt(record)
+    assert record["context"] in prompt and record["input"] in prompt
+
+
+def test_tokenizer_has_special_tokens_and_no_unknown_words(tokenizer):
+    assert tokenizer.pad_token == "<pad>" and tokenizer.bos_token == "<s>" and tokenizer.eos_token == "</s>"
+    assert tokenizer.unk_token == "<unk>"
+    assert len({tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id}) == 4
+    assert tokenizer.chat_template is None
+    for task in TASKS:
+        for record in generate_records(task, 10, 256, seed=0):
+            ids = tokenizer(build_prompt(record))["input_ids"]
+            assert ids[0] == tokenizer.bos_token_id
+            assert tokenizer.unk_token_id not in ids
+
+
+def test_encode_decode_of_a_record(tokenizer):
+    record = generate_records("synthetic_needle_qa", 1, 256, seed=0)[0]
+    ids = tokenizer(build_prompt(record))["input_ids"]
+    decoded = tokenizer.decode(ids, skip_special_tokens=True)
+    words = re.findall(r"\w+|[^\w\s]", build_prompt(record).lower())
+    assert decoded == " ".join(words)
+    answer = record["answers"][0]
+    answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(answer_ids + [tokenizer.eos_token_id], skip_special_tokens=True) == answer
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.sampled_from(synthetic.FILLER_WORDS + synthetic.COLORS + synthetic.NUMBERS), min_size=1, max_size=30))
+def test_decode_joins_words_with_spaces(words):
+    tokenizer = _TOKENIZER
+    text = " ".join(words)
+    assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
+
+
+def test_tokenizer_round_trip(tokenizer, tmp_path):
+    tokenizer.save_pretrained(tmp_path)
+    loaded = AutoTokenizer.from_pretrained(tmp_path)
+    record = generate_records("synthetic_passkey", 1, 256, seed=0)[0]
+    prompt = build_prompt(record)
+    assert loaded(prompt)["input_ids"] == tokenizer(prompt)["input_ids"]
+    assert loaded.get_vocab() == tokenizer.get_vocab()
+    assert (loaded.bos_token_id, loaded.eos_token_id, loaded.pad_token_id, loaded.unk_token_id) == (
+        tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id, tokenizer.unk_token_id,
+    )  # fmt: skip
+    assert loaded.decode(loaded(record["answers"][0], add_special_tokens=False)["input_ids"]) == record["answers"][0]
