@@ -147,17 +147,22 @@ def _filler_sentences(rng: random.Random, num_words: int) -> list[str]:
 
 
 def _context(rng: random.Random, facts: list[str], context_words: int) -> str:
-    """Filler with `facts` shuffled and inserted at distinct random sentence boundaries; exactly `context_words` words."""
+    """Filler with `facts` shuffled and inserted at random sentence boundaries; exactly `context_words` words.
+
+    Facts go to distinct boundaries when the filler has enough sentences (short contexts may put two side by side).
+    """
     fact_words = sum(len(f.split()) for f in facts)
-    # Enough filler for at least len(facts) - 1 sentences, hence len(facts) distinct boundaries.
-    min_words = fact_words + (len(facts) - 1) * FILLER_SENTENCE_WORDS[1]
-    if context_words < min_words:
-        raise ValueError(f"context_words={context_words} is too short for {len(facts)} facts; need >= {min_words}")
+    if context_words < fact_words:
+        raise ValueError(f"context_words={context_words} is too short for {len(facts)} facts; need >= {fact_words}")
     sentences = _filler_sentences(rng, context_words - fact_words)
     facts = list(facts)
     rng.shuffle(facts)
-    # len(sentences) + 1 boundaries (before the first sentence … after the last); one fact per boundary at most.
-    slots = sorted(rng.sample(range(len(sentences) + 1), len(facts)))
+    # len(sentences) + 1 boundaries (before the first sentence … after the last).
+    boundaries = range(len(sentences) + 1)
+    if len(boundaries) >= len(facts):
+        slots = sorted(rng.sample(boundaries, len(facts)))
+    else:
+        slots = sorted(rng.choices(boundaries, k=len(facts)))
     for offset, (slot, fact) in enumerate(zip(slots, facts)):
         sentences.insert(slot + offset, fact)
     return " ".join(sentences)
