@@ -7,6 +7,9 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/model.smk"
@@ -15,6 +18,7 @@ include: "rules/pruner.smk"
 include: "rules/latency.smk"
 include: "rules/longbench.smk"
 include: "rules/tables.smk"
+include: "rules/report.smk"
 
 
 rule all:

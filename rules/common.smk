@@ -67,7 +67,7 @@ def pruner_arg(wildcards, input):
 
 def latency_threads():
     """On CPU a latency job takes every core, so no other job runs beside it and skews its timing."""
-    return workflow.cores if config["resources"]["gpu"] == 0 else 1
+    return (workflow.cores or 1) if config["resources"]["gpu"] == 0 else 1
 
 
 def latency_outputs():
@@ -103,4 +103,4 @@ def table_outputs():
 
 
 def final_outputs():
-    return table_outputs()
+    return table_outputs() + report_outputs()

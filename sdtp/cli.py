@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "longbench-predict": ("sdtp.longbench.predict", "greedy predictions of one task with one method and keep ratio"),
     "longbench-score": ("sdtp.longbench.score", "score one prediction file with the official LongBench metric"),
     "tables": ("sdtp.tables", "aggregate per-job Parquet into the workflow's tables"),
+    "report": ("sdtp.report", "Plotly figures and the self-contained offline HTML dashboard from the tables"),
 }
 
 
