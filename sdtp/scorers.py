@@ -117,17 +117,35 @@ class AttentionScorer(Scorer):
 class OracleScorer(Scorer):
     """True gradient saliency |π̂| of this very input (an upper bound, not a speed method).
 
-    The loss is the LM loss of the prompt itself (mean next-token cross-entropy over the prompt), computed by one
-    forward + backward of the full, unpruned model in `begin`; see `sdtp.saliency`.
+    The loss, computed by one forward + backward of the full, unpruned model in `begin` (see `sdtp.saliency`):
+    - with a reference answer (`set_reference`, as LongBench prediction does): the LM loss of that answer,
+      teacher-forced after the prompt — the same loss stage 1 marks tokens with, so the oracle knows which prompt tokens
+      the correct answer depends on;
+    - without one (latency runs): the LM loss of the prompt itself (mean next-token cross-entropy over the prompt).
+    The reference is used for one prompt only: `begin` clears it.
     """
 
     name = "oracle"
 
     def __init__(self):
         self._saliency: dict[int, torch.Tensor] = {}
+        self._reference: torch.Tensor | None = None
+
+    def set_reference(self, answer_ids: list[int] | torch.Tensor | None) -> None:
+        """Token ids of the reference answer of the next prompt (None: use the prompt's own LM loss)."""
+        self._reference = None if answer_ids is None else torch.as_tensor(answer_ids, dtype=torch.long).reshape(1, -1)
 
     def begin(self, model: nn.Module, input_ids: torch.Tensor, schedule: KeepSchedule) -> None:
-        self._saliency = {layer: s.abs() for layer, s in token_saliency(model, input_ids, schedule.layers).items()}
+        reference, self._reference = self._reference, None
+        if reference is None or reference.numel() == 0:
+            saliency = token_saliency(model, input_ids, schedule.layers)
+        else:
+            n = input_ids.shape[1]
+            full = torch.cat([input_ids, reference.to(input_ids.device)], dim=1)
+            labels = full.clone()
+            labels[:, :n] = -100
+            saliency = {layer: s[:n] for layer, s in token_saliency(model, full, schedule.layers, labels=labels).items()}
+        self._saliency = {layer: s.abs() for layer, s in saliency.items()}
 
     def score(self, ctx: ScoreContext) -> torch.Tensor:
         if ctx.layer not in self._saliency:

@@ -121,3 +121,26 @@ def test_random_scorer_is_seeded():
     b = prefill_with_pruning(model, ids, schedule, get_scorer("random", seed=1)).kept_positions[-1]
     c = prefill_with_pruning(model, ids, schedule, get_scorer("random", seed=2)).kept_positions[-1]
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_oracle_with_a_reference_scores_the_answer_loss_saliency():
+    from sdtp.schedule import KeepSchedule
+    from sdtp.scorers import get_scorer
+
+    model = make_tiny_model("qwen2", "eager", num_hidden_layers=3)
+    prompt = torch.randint(4, model.config.vocab_size, (1, 12), generator=torch.Generator().manual_seed(0))
+    answer = [7, 9, 11]
+    schedule = KeepSchedule([1, 2], 0.5, sink_tokens=1, min_local=2)
+    oracle = get_scorer("oracle")
+    oracle.set_reference(answer)
+    oracle.begin(model, prompt, schedule)
+    full = torch.cat([prompt, torch.tensor([answer])], dim=1)
+    labels = full.clone()
+    labels[:, :12] = -100
+    expected = token_saliency(model, full, [1, 2], labels=labels)
+    for layer in (1, 2):
+        torch.testing.assert_close(oracle._saliency[layer], expected[layer][:12].abs())
+    # The reference applies to one prompt only; without it the prompt's own LM loss is used.
+    oracle.begin(model, prompt, schedule)
+    torch.testing.assert_close(oracle._saliency[1], token_saliency(model, prompt, [1])[1].abs())
+    assert not torch.allclose(expected[1][:12].abs(), oracle._saliency[1])

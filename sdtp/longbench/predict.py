@@ -78,6 +78,12 @@ def _ensure_eos(model, tokenizer) -> None:
             model.config.eos_token_id = tokenizer.eos_token_id
 
 
+def reference_ids(tokenizer, record: dict) -> list[int]:
+    """Token ids of the record's first reference answer, then EOS: what the oracle's loss teacher-forces."""
+    ids = tokenizer(" " + record["answers"][0], add_special_tokens=False)["input_ids"] if record["answers"] else []
+    return ids + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
+
+
 def predict_record(
     model, tokenizer, task: TaskSpec, record: dict, schedule: KeepSchedule, scorer, max_input_tokens: int
 ) -> PredictionRow:
@@ -85,6 +91,8 @@ def predict_record(
     device = _device_of(model)
     ids = encode_record(task, record, tokenizer, max_input_tokens)
     input_ids = torch.tensor([ids], dtype=torch.long, device=device)
+    if hasattr(scorer, "set_reference"):  # the oracle's saliency is that of the reference answer (its loss)
+        scorer.set_reference(reference_ids(tokenizer, record))
     prefill_s, result = timed(lambda: prefill_with_pruning(model, input_ids, schedule, scorer), device)
     generated = decode_greedy(model, result, task.max_new_tokens, ignore_eos=False)
     generated_ids = generated[0].tolist()

@@ -1,0 +1,143 @@
+"""The Snakemake workflow end to end: the smoke DAG in a temporary copy of the project, reruns, config errors.
+
+The smoke run takes a few minutes on 2 cores; it runs once per session (module-scoped fixture) and the tests after it
+only dry-run.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "schemas", "configs", "report"]
+SMOKE = ["--configfile", "configs/smoke.yaml"]
+TABLES = ["latency", "summary", "longbench", "saliency_sparsity", "pruner_losses"]
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
+        cwd=workdir, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    if check and proc.returncode != 0:
+        pytest.fail(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def planned_jobs(output: str) -> list[tuple[str, str]]:
+    """(rule, wildcards line) of every job a dry run plans."""
+    jobs, rule = [], None
+    for line in output.splitlines():
+        match = re.match(r"^(?:local)?rule (\w+):", line)
+        if match:
+            rule = match.group(1)
+            jobs.append((rule, ""))
+        elif rule and line.strip().startswith("wildcards:"):
+            jobs[-1] = (rule, line.strip())
+    return jobs
+
+
+def override(workdir: Path, text: str) -> list[str]:
+    """Config args: the smoke config plus a YAML override written into the work directory (what a user edits)."""
+    path = workdir / "override.yaml"
+    path.write_text(text)
+    return ["--configfile", "configs/smoke.yaml", "override.yaml"]
+
+
+def copy_project(dest: Path) -> Path:
+    for name in WORKFLOW_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, dest / name)
+        elif source.exists():
+            shutil.copy(source, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    workdir = copy_project(tmp_path_factory.mktemp("smoke"))
+    snakemake(workdir, *SMOKE)
+    return workdir
+
+
+def test_smoke_dag_writes_every_table(smoke_run):
+    tables = {name: pd.read_parquet(smoke_run / "results-smoke" / "tables" / f"{name}.parquet") for name in TABLES}
+    assert set(tables["latency"].method) == {"baseline", "sdtp", "random", "streaming", "attention"}
+    assert (tables["latency"].status == "ok").all()
+    summary = tables["summary"]
+    assert set(summary.columns) >= {"prefill_speedup", "ideal_speedup", "measured_over_ideal", "e2e_speedup"}
+    assert summary.loc[summary.method == "baseline", "prefill_speedup"].tolist() == [1.0]
+    assert set(tables["longbench"].method) == {"baseline", "sdtp", "random", "streaming", "attention", "oracle"}
+    assert tables["longbench"].delta_vs_baseline.notna().all()
+    assert len(tables["saliency_sparsity"]) > 0 and len(tables["pruner_losses"]) > 0
+    assert (smoke_run / "results-smoke" / "report" / "index.html").is_file()
+    # Every rule logged, and nothing half-written is left behind.
+    assert not list((smoke_run / "results-smoke").rglob("*.tmp*"))
+
+
+def test_nothing_to_do_after_a_run(smoke_run):
+    proc = snakemake(smoke_run, *SMOKE, "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_changing_one_keep_ratio_plans_only_that_ratio(smoke_run):
+    proc = snakemake(smoke_run, "-n", *override(smoke_run, "keep_ratios: [0.6]\n"))
+    jobs = planned_jobs(proc.stdout)
+    rules = {rule for rule, _ in jobs}
+    assert rules == {"train_pruner", "latency", "predict", "score", "tables", "figures", "report", "all"}, jobs
+    for rule, wildcards in jobs:
+        if rule in ("train_pruner", "latency", "predict", "score"):
+            assert "ratio=0.6" in wildcards, (rule, wildcards)
+    # Baseline (ratio 1.0), the model, data and saliency are untouched.
+    assert not any("method=baseline" in wildcards for _, wildcards in jobs)
+
+
+def test_adding_a_length_plans_only_latency_jobs_of_that_length(smoke_run):
+    text = "latency: {methods: [baseline, sdtp, random, streaming, attention], lengths: [128, 96], warmup: 0, repeats: 1, new_tokens: 4}\n"
+    proc = snakemake(smoke_run, "-n", *override(smoke_run, text))
+    jobs = planned_jobs(proc.stdout)
+    latency = [wildcards for rule, wildcards in jobs if rule == "latency"]
+    assert len(latency) == 5 and all("length=96" in w for w in latency), jobs
+    assert {rule for rule, _ in jobs} == {"latency", "tables", "figures", "report", "all"}
+
+
+@pytest.mark.parametrize(
+    "bad, expected",
+    [
+        ("seed: abc\n", r"instance\['seed'\]"),
+        ("methods: [baseline, magic]\n", r"instance\['methods'\]\[1\]"),
+        ("keep_ratios: [1.5]\n", r"instance\['keep_ratios'\]\[0\]"),
+        ("latency: {lenghts: [128]}\n", r"lenghts"),
+    ],
+)
+def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, bad, expected):
+    workdir = copy_project(tmp_path)
+    proc = snakemake(workdir, *override(workdir, bad), check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert re.search(expected, output), output[-3000:]
+    assert "config" in output.lower()
+    assert not (workdir / "results-smoke").exists()
+
+
+def test_paper_config_plans_offline(tmp_path):
+    workdir = copy_project(tmp_path)
+    proc = snakemake(workdir, "-n", "--configfile", "configs/paper-qwen2-7b.yaml")
+    jobs = planned_jobs(proc.stdout)
+    latency = [w for rule, w in jobs if rule == "latency"]
+    assert any("length=32768" in w for w in latency)
+    assert {rule for rule, _ in jobs} >= {"saliency", "train_pruner", "latency", "predict", "score", "tables"}
+
+
+def test_lint_is_clean():
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Lints for" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
