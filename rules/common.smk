@@ -1,5 +1,6 @@
 # Everything that is not a rule: config validation, wildcard constraints, targets and input functions.
 import json
+import os
 
 from snakemake.utils import validate
 
@@ -104,3 +105,29 @@ def table_outputs():
 
 def final_outputs():
     return table_outputs() + report_outputs()
+
+
+# sdtp.report.FIGURES, by file name: (report category, subcategory); captions are report/<name>.rst.
+REPORT_FIGURES = {
+    "prefill_latency": ("Latency", "Prefill"),
+    "speedup_vs_ideal": ("Latency", "Prefill"),
+    "end2end_split": ("Latency", "End2End"),
+    "kv_cache": ("KV cache", "Tokens per layer"),
+    "quality_vs_compression": ("Quality", "LongBench"),
+    "score_table": ("Quality", "LongBench"),
+    "saliency_sparsity": ("Training", "Saliency"),
+    "pruner_losses": ("Training", "Pruner"),
+}
+
+
+def figure_outputs():
+    """Every figure page, wrapped as a report item with its caption (path relative to this file)."""
+    items = []  # (no line may start with `report(`: Snakemake's parser would take it for the `report:` directive)
+    for name, (category, subcategory) in REPORT_FIGURES.items():
+        page, caption = f"{RESULTS}/report/figures/{name}.html", f"../report/{name}.rst"
+        items.append(report(page, category=category, subcategory=subcategory, caption=caption))
+    return items
+
+
+def report_outputs():
+    return [f"{RESULTS}/report/index.html"] + [f"{RESULTS}/report/figures/{name}.html" for name in REPORT_FIGURES]

@@ -3,6 +3,8 @@ rule train_data:
         model=model_dir,
     output:
         f"{RESULTS}/data/{{model}}/train.parquet",
+    conda:
+        "../envs/sdtp.yaml"
     log:
         f"{RESULTS}/logs/train_data/{{model}}.log",
     params:
@@ -15,6 +17,8 @@ rule train_data:
 rule task_records:
     output:
         f"{RESULTS}/tasks/{{task}}.jsonl",
+    conda:
+        "../envs/sdtp.yaml"
     log:
         f"{RESULTS}/logs/task_records/{{task}}.log",
     params:

@@ -4,6 +4,8 @@ rule latency:
         pruner=pruner_input,
     output:
         f"{RESULTS}/latency/{{model}}/{{method}}/r{{ratio}}/L{{length}}.parquet",
+    conda:
+        "../envs/sdtp.yaml"
     log:
         f"{RESULTS}/logs/latency/{{model}}/{{method}}/r{{ratio}}/L{{length}}.log",
     params:

@@ -5,6 +5,8 @@ rule predict:
         records=f"{RESULTS}/tasks/{{task}}.jsonl",
     output:
         f"{RESULTS}/longbench/{{model}}/{{method}}/r{{ratio}}/{{task}}.jsonl",
+    conda:
+        "../envs/sdtp.yaml"
     log:
         f"{RESULTS}/logs/predict/{{model}}/{{method}}/r{{ratio}}/{{task}}.log",
     params:
@@ -24,6 +26,8 @@ rule score:
         f"{RESULTS}/longbench/{{model}}/{{method}}/r{{ratio}}/{{task}}.jsonl",
     output:
         f"{RESULTS}/longbench/{{model}}/{{method}}/r{{ratio}}/{{task}}.score.parquet",
+    conda:
+        "../envs/sdtp.yaml"
     log:
         f"{RESULTS}/logs/score/{{model}}/{{method}}/r{{ratio}}/{{task}}.log",
     shell:

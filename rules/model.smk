@@ -1,6 +1,8 @@
 rule demo_model:
     output:
         directory(f"{RESULTS}/models/{{model}}/hf"),
+    conda:
+        "../envs/sdtp.yaml"
     log:
         f"{RESULTS}/logs/demo_model/{{model}}.log",
     params:

@@ -6,6 +6,8 @@ rule train_pruner:
     output:
         pruner=directory(f"{RESULTS}/pruner/{{model}}/r{{ratio}}/pruner"),
         losses=f"{RESULTS}/pruner/{{model}}/r{{ratio}}/losses.parquet",
+    conda:
+        "../envs/sdtp.yaml"
     log:
         f"{RESULTS}/logs/train_pruner/{{model}}/r{{ratio}}.log",
     params:

@@ -5,6 +5,8 @@ rule saliency:
     output:
         scores=f"{RESULTS}/saliency/{{model}}/scores.parquet",
         sparsity=f"{RESULTS}/saliency/{{model}}/sparsity.parquet",
+    conda:
+        "../envs/sdtp.yaml"
     log:
         f"{RESULTS}/logs/saliency/{{model}}.log",
     params:

@@ -6,10 +6,12 @@ rule tables:
         sparsity=sparsity_outputs(),
     output:
         table_outputs(),
+    conda:
+        "../envs/sdtp.yaml"
     log:
         f"{RESULTS}/logs/tables.log",
     params:
-        out_dir=f"{RESULTS}/tables",
+        out_dir=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
         "python -m sdtp tables --latency {input.latency} --scores {input.scores} --losses {input.losses}"
         " --sparsity {input.sparsity} --out-dir {params.out_dir} > {log} 2>&1"

@@ -53,6 +53,8 @@ DEFAULT_DEMO_CONFIG: dict = {
     "min_lr_ratio": 0.1,  # cosine decay to lr * min_lr_ratio
     "weight_decay": 0.01,
     "grad_clip": 1.0,
+    # step from which each task joins the batches (absent: from step 0); retrieval is learnt on the passkey first
+    "task_start": {"synthetic_needle_qa": 700},
     # curriculum stages [from_step, min_context_words, max_context_words]
     "curriculum": [[0, 80, 128], [150, 128, 256], [300, 200, 420]],
     # evaluation (held-out records of generate_records, seed eval_seed)
@@ -168,6 +170,12 @@ def curriculum_stage(config: dict, step: int) -> tuple[int, int]:
     return int(current[1]), int(current[2])
 
 
+def active_tasks(config: dict, step: int) -> list[str]:
+    """The tasks trained at `step`: those whose `task_start` step has come (a task without one starts at 0)."""
+    tasks = [task for task in config["tasks"] if step >= config["task_start"].get(task, 0)]
+    return tasks or list(config["tasks"])
+
+
 def learning_rate(config: dict, step: int) -> float:
     """Linear warm-up, then cosine decay from `lr` to `lr * min_lr_ratio` at the last step."""
     lr = config["lr"]
@@ -184,9 +192,8 @@ def training_batch(config: dict, tokenizer: PreTrainedTokenizerFast, step: int) 
     lo, hi = curriculum_stage(config, step)
     generator = torch.Generator().manual_seed(config["seed"] * 1_000_003 + step)
     words = int(torch.randint(lo, hi + 1, (1,), generator=generator))
-    examples = generate_training_examples(
-        config["batch_size"], words, config["seed"], config["tasks"], start=step * config["batch_size"]
-    )
+    tasks = active_tasks(config, step)
+    examples = generate_training_examples(config["batch_size"], words, config["seed"], tasks, start=step * config["batch_size"])
     return encode_examples(tokenizer, [e["prompt"] for e in examples], [e["response"] for e in examples])
 
 

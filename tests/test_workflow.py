@@ -141,3 +141,16 @@ def test_lint_is_clean():
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Lints for" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_schema_lists_exactly_the_demo_and_pruner_keys():
+    import dataclasses
+
+    import yaml
+
+    from sdtp.demo_model import DEFAULT_DEMO_CONFIG
+    from sdtp.train_pruner import PrunerTrainConfig
+
+    schema = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())["properties"]
+    assert set(schema["demo"]["properties"]) == set(DEFAULT_DEMO_CONFIG)
+    assert set(schema["pruner"]["properties"]) == {f.name for f in dataclasses.fields(PrunerTrainConfig)}
