@@ -46,17 +46,17 @@ DEFAULT_DEMO_CONFIG: dict = {
     "rope_theta": 10000.0,
     "max_position_embeddings": 4096,
     # optimisation
-    "steps": 600,
+    "steps": 2000,
     "batch_size": 32,
-    "lr": 3e-3,
-    "warmup_steps": 50,
-    "min_lr_ratio": 0.1,  # cosine decay to lr * min_lr_ratio
+    "lr": 1e-3,
+    "warmup_steps": 30,
+    "min_lr_ratio": 0.5,  # cosine decay to lr * min_lr_ratio
     "weight_decay": 0.01,
     "grad_clip": 1.0,
     # step from which each task joins the batches (absent: from step 0); retrieval is learnt on the passkey first
-    "task_start": {"synthetic_needle_qa": 700},
+    "task_start": {"synthetic_needle_qa": 300},
     # curriculum stages [from_step, min_context_words, max_context_words]
-    "curriculum": [[0, 80, 128], [150, 128, 256], [300, 200, 420]],
+    "curriculum": [[0, 28, 48], [1200, 48, 120], [1400, 120, 250], [1600, 250, 400]],
     # evaluation (held-out records of generate_records, seed eval_seed)
     "eval_lengths": [200, 300, 400],
     "eval_records": 100,

@@ -1,9 +1,15 @@
 """Gradient saliency of the tokens entering chosen decoder layers (SDTP's stage 1, "token marking").
 
 π̂ = (∂T/∂x) · x summed over the hidden dimension, x = the hidden state entering a prune layer. The paper's T is "the
-output of the network"; we use the language-modelling loss of the full, unpruned model on the sample (mean next-token
-cross-entropy over the positions that have a label), which is what the pruner is later trained to preserve. One forward
-and one backward pass give the saliency of every layer at once. The model's parameters get no gradients.
+output of the network". Two objectives over the positions that have a label (the response), both of the full,
+unpruned model; one forward and one backward pass give the saliency of every layer at once:
+
+- `"logit"` (the default, the paper's "output"): T = mean over labelled positions of the logit of the label token.
+- `"loss"`: T = the language-modelling loss (mean next-token cross-entropy). Its gradient is scaled by (1 − p) of the
+  label: on samples the model already answers with certainty (the demo model reaches p ≈ 1 on its tasks) it vanishes
+  and the saliency is rounding noise, which is why the logit is the default.
+
+The model's parameters get no gradients.
 """
 
 from __future__ import annotations
@@ -19,8 +25,23 @@ def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return nn.functional.cross_entropy(logits, labels[:, 1:].flatten().to(logits.device), ignore_index=-100)
 
 
+OBJECTIVES = ("logit", "loss")
+
+
+def label_logit(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean, over positions whose next label is not -100, of the logit of that label: logits (1, n, vocab)."""
+    targets = labels[:, 1:].to(logits.device)
+    labelled = targets != -100
+    picked = logits[:, :-1].gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return picked[labelled].to(torch.promote_types(picked.dtype, torch.float32)).mean()  # half → float32
+
+
 def token_saliency(
-    model: nn.Module, input_ids: torch.Tensor, layers: list[int], labels: torch.Tensor | None = None
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    layers: list[int],
+    labels: torch.Tensor | None = None,
+    objective: str = "logit",
 ) -> dict[int, torch.Tensor]:
     """Signed saliency π̂ of every token at the input of each layer in `layers`.
 
@@ -28,11 +49,14 @@ def token_saliency(
         model: a causal LM with `model.model.layers` (Qwen2, Llama, Mistral families).
         input_ids: (1, n) token ids.
         layers: decoder-layer indices whose input hidden states are scored.
-        labels: (1, n) targets for the loss (-100 = ignored); defaults to `input_ids`, i.e. the LM loss of the prompt.
+        labels: (1, n) targets (-100 = ignored); defaults to `input_ids`, i.e. every next token of the prompt.
+        objective: "logit" (mean label logit) or "loss" (LM cross-entropy); see the module docstring.
     Returns:
         {layer: (n,) float32 tensor on CPU}. Use `.abs()` as a token's importance: by a first-order Taylor expansion,
         removing token x changes the loss by about −π̂, in either direction.
     """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"saliency objective must be one of {OBJECTIVES}, got {objective!r}")
     decoder_layers = model.model.layers
     captured: dict[int, torch.Tensor] = {}
 
@@ -56,8 +80,8 @@ def token_saliency(
         with torch.enable_grad():
             labels = input_ids if labels is None else labels
             logits = model(input_ids=input_ids, use_cache=False).logits
-            loss = lm_loss(logits, labels)
-            grads = torch.autograd.grad(loss, [captured[i] for i in layers])
+            target = lm_loss(logits, labels) if objective == "loss" else label_logit(logits, labels)
+            grads = torch.autograd.grad(target, [captured[i] for i in layers])
     finally:
         for handle in handles:
             handle.remove()

@@ -117,11 +117,11 @@ class AttentionScorer(Scorer):
 class OracleScorer(Scorer):
     """True gradient saliency |π̂| of this very input (an upper bound, not a speed method).
 
-    The loss, computed by one forward + backward of the full, unpruned model in `begin` (see `sdtp.saliency`):
-    - with a reference answer (`set_reference`, as LongBench prediction does): the LM loss of that answer,
-      teacher-forced after the prompt — the same loss stage 1 marks tokens with, so the oracle knows which prompt tokens
-      the correct answer depends on;
-    - without one (latency runs): the LM loss of the prompt itself (mean next-token cross-entropy over the prompt).
+    Computed by one forward + backward of the full, unpruned model in `begin` (see `sdtp.saliency`):
+    - with a reference answer (`set_reference`, as LongBench prediction does): T = the mean logit of that answer's
+      tokens, teacher-forced after the prompt — the objective stage 1 marks tokens with, so the oracle knows which
+      prompt tokens the correct answer depends on;
+    - without one (latency runs): T = the LM loss of the prompt itself (mean next-token cross-entropy over the prompt).
     The reference is used for one prompt only: `begin` clears it.
     """
 
@@ -138,7 +138,7 @@ class OracleScorer(Scorer):
     def begin(self, model: nn.Module, input_ids: torch.Tensor, schedule: KeepSchedule) -> None:
         reference, self._reference = self._reference, None
         if reference is None or reference.numel() == 0:
-            saliency = token_saliency(model, input_ids, schedule.layers)
+            saliency = token_saliency(model, input_ids, schedule.layers, objective="loss")
         else:
             n = input_ids.shape[1]
             full = torch.cat([input_ids, reference.to(input_ids.device)], dim=1)

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from sdtp.cli import main as cli_main
 from sdtp.data import dolly
 from sdtp.data.tokenizer import build_tokenizer
-from sdtp.demo_model import curriculum_stage, encode_examples, learning_rate, train, train_demo_model
+from sdtp.demo_model import active_tasks, curriculum_stage, encode_examples, learning_rate, train, train_demo_model
 from sdtp.train_data import build_samples
 
 TINY = {
@@ -55,6 +55,12 @@ def test_labels_cover_only_the_answer_and_eos():
     assert tokenizer.decode(row0) == "red wolf 12 </s>"
     assert labels[1].tolist()[:3] == [-100, -100, -100] and labels[1, 4] == tokenizer.eos_token_id
     assert (ids[1, 5:] == tokenizer.pad_token_id).all() and (labels[1, 5:] == -100).all()
+
+
+def test_tasks_join_at_their_start_step():
+    config = {"tasks": ["synthetic_passkey", "synthetic_needle_qa"], "task_start": {"synthetic_needle_qa": 5}}
+    assert active_tasks(config, 4) == ["synthetic_passkey"]
+    assert active_tasks(config, 5) == ["synthetic_passkey", "synthetic_needle_qa"]
 
 
 def test_curriculum_and_learning_rate_schedule():

@@ -32,7 +32,7 @@ def test_saliency_equals_finite_difference():
     """π̂_i = ∂loss/∂x_i · x_i is the derivative of the loss along x_i's own direction: d/dε loss(x_i·(1+ε)) at 0."""
     model = make_tiny_model("qwen2", "eager", dtype=torch.float64)
     ids = torch.randint(0, 101, (1, 24), generator=torch.Generator().manual_seed(0))
-    saliency = token_saliency(model, ids, [1, 3])
+    saliency = token_saliency(model, ids, [1, 3], objective="loss")
     assert set(saliency) == {1, 3} and saliency[1].shape == (24,)
     # RMSNorm computes in float32 even in a float64 model, so a tiny step drowns in rounding: a step of 1e-2 with
     # central differences (error O(eps²)) agrees to ~1e-4 relative.
@@ -56,11 +56,34 @@ def test_saliency_equals_autograd_through_output_hidden_states():
     for hidden in out.hidden_states:
         hidden.retain_grad()
     lm_loss(out.logits, ids).backward()
-    saliency = token_saliency(model, ids, [0, 2, 4])
+    saliency = token_saliency(model, ids, [0, 2, 4], objective="loss")
     for layer in (0, 2, 4):
         hidden = out.hidden_states[layer]  # hidden_states[l] is the input of decoder layer l
         expected = (hidden.grad * hidden).sum(-1)[0].float()
         assert torch.allclose(saliency[layer], expected, rtol=1e-6, atol=1e-9)
+
+
+def test_logit_objective_equals_autograd_by_hand():
+    from sdtp.saliency import label_logit
+
+    model = make_tiny_model("qwen2", "eager", dtype=torch.float64)
+    ids = torch.randint(0, 101, (1, 16), generator=torch.Generator().manual_seed(2))
+    labels = torch.full_like(ids, -100)
+    labels[0, -4:] = ids[0, -4:]
+    saliency = token_saliency(model, ids, [1, 3], labels=labels)  # "logit" is the default
+    embeds = model.model.embed_tokens(ids).detach().requires_grad_(True)
+    out = model(inputs_embeds=embeds, output_hidden_states=True)
+    for hidden in out.hidden_states:
+        hidden.retain_grad()
+    # The mean logit of the 4 labelled tokens, written out by hand.
+    target = torch.stack([out.logits[0, t - 1, ids[0, t]] for t in range(12, 16)]).mean()
+    torch.testing.assert_close(label_logit(out.logits, labels), target)
+    target.backward()
+    for layer in (1, 3):
+        hidden = out.hidden_states[layer]
+        torch.testing.assert_close(saliency[layer], (hidden.grad * hidden).sum(-1)[0].detach().float())
+    with pytest.raises(ValueError, match="objective"):
+        token_saliency(model, ids, [1], objective="margin")
 
 
 def test_saliency_respects_labels():
@@ -142,5 +165,5 @@ def test_oracle_with_a_reference_scores_the_answer_loss_saliency():
         torch.testing.assert_close(oracle._saliency[layer], expected[layer][:12].abs())
     # The reference applies to one prompt only; without it the prompt's own LM loss is used.
     oracle.begin(model, prompt, schedule)
-    torch.testing.assert_close(oracle._saliency[1], token_saliency(model, prompt, [1])[1].abs())
+    torch.testing.assert_close(oracle._saliency[1], token_saliency(model, prompt, [1], objective="loss")[1].abs())
     assert not torch.allclose(expected[1][:12].abs(), oracle._saliency[1])

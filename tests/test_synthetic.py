@@ -65,13 +65,16 @@ def test_records_have_longbench_fields_and_honour_length(task, words):
         assert all(f" is {word}." in record["context"] for word in record["answers"][0].split())  # each from a needle
 
 
-def test_passkey_answer_is_all_three_needles():
+def test_passkey_answer_is_every_needle_in_slot_order():
+    slots = synthetic.TASK_SLOTS["synthetic_passkey"]
     for record in generate_records("synthetic_passkey", 20, 256, seed=3):
         assert record["input"] == "What is the passkey?"
-        colour, animal, digits = record["answers"][0].split()
-        for slot, value in (("colour", colour), ("animal", animal), ("digits", digits)):
+        values = record["answers"][0].split()
+        assert len(values) == len(slots)
+        for slot, value in zip(slots, values):
+            assert value in synthetic.SLOTS[slot]
             assert record["context"].count(f"the passkey {slot} is {value}.") == 1
-        assert record["context"].count("the passkey") == 3
+        assert record["context"].count("the passkey") == len(slots)
 
 
 def test_needle_qa_answer_is_the_asked_slot_among_distractors():
@@ -80,8 +83,8 @@ def test_needle_qa_answer_is_the_asked_slot_among_distractors():
         slot = re.fullmatch(r"What is the passkey (\w+)\?", record["input"]).group(1)
         asked_slots.add(slot)
         assert f"the passkey {slot} is {record['answers'][0]}." in record["context"]
-        assert record["context"].count("the passkey") == len(synthetic.SLOTS)
-    assert asked_slots == set(synthetic.SLOTS)
+        assert record["context"].count("the passkey") == len(synthetic.TASK_SLOTS["synthetic_needle_qa"])
+    assert asked_slots == set(synthetic.ASKED_SLOTS) < set(synthetic.TASK_SLOTS["synthetic_needle_qa"])
 
 
 def test_sub_vocabularies_are_disjoint():

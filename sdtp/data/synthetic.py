@@ -1,22 +1,28 @@
 """Seeded synthetic long-context QA in LongBench's record format: the offline demo's world.
 
 A context is mostly filler sentences with a few *needles* scattered at random sentence boundaries: sentences
-"the passkey SLOT is VALUE." for the slots colour, animal, digits (and, in `synthetic_needle_qa`, city and person). The
-answer is made of needle values. Random pruning loses needles; a pruner that learned to keep the needle tokens does not.
+"the passkey SLOT is VALUE." for the slots colour, animal and city. The answer is made of needle values. Random
+pruning loses needles; a pruner that learned to keep the needle tokens does not.
 
-Tasks (see `SYNTHETIC_TASKS`):
-- `synthetic_passkey` — three needles (colour, animal, digits) far apart; the answer is all three, "COLOUR ANIMAL
-  DIGITS" (e.g. "crimson falcon 42"): every needle must survive pruning.
-- `synthetic_needle_qa` — five needles (person, city, colour, animal, digits); the question asks one slot, the other four
-  needles are distractors. The pruner cannot know the question while the context is prefilled (causal attention), so it
-  must keep every needle; the model must pick the asked one.
+Tasks (see `SYNTHETIC_TASKS`, `TASK_SLOTS`):
+- `synthetic_passkey` — two needles (colour, animal) far apart; the answer is both, "COLOUR ANIMAL" (e.g. "crimson
+  falcon"): every needle must survive pruning.
+- `synthetic_needle_qa` — three needles (colour, animal, city); the question asks the colour or the animal, the other
+  two needles are distractors. The pruner cannot know the question while the context is prefilled (causal attention), so it must keep
+  every needle; the model must pick the asked one.
 
-Designed for learnability by a tiny model (measured: a key → value lookup among distractors, "the secret code of NAME
-is …", did not train to useful accuracy in 500 steps on 2 CPU cores; a value whose tokens come from their own
-vocabularies does): every slot's values come from their own sub-vocabulary, disjoint from all others and from the
-filler, so retrieving the answer is content-based attention ("find the colour word") rather than an induction circuit;
-the marker words (passkey, the slot names) never occur in the filler; the world's vocabulary is closed
-(`vocabulary_texts` lists it for the word-level tokenizer).
+Designed for learnability by a tiny model. What was tried (6-layer d=64 Qwen2, 2 CPU threads, AdamW, batch 32):
+a key → value lookup among distractor facts ("the secret code of NAME is COLOUR ANIMAL NUMBER.") stayed at 0% exact
+match after 500 steps; a 3-needle passkey (colour, animal, 2-digit number) learned the first two tokens within 400
+steps but the third stayed at chance for 700 more at lr 1e-3 (never at lr 3e-3); a 2-needle passkey reaches 100% in
+~300 steps at 28-48 words; asking one slot of five learned to ~35% in 1000 steps; of three (colour, animal, digits)
+to 68% after 2000 steps — 100% on colour and animal, ~0% on digits; with city instead of digits it stalled the same
+way: the model learns to copy the value classes the passkey teaches, and a third class far more slowly than the ten
+minutes allow. Hence the tasks
+above, a short-context curriculum and the passkey first (`sdtp.demo_model`). Every slot's values come from their own
+sub-vocabulary, disjoint from all others and from the filler, so retrieving the answer is content-based attention
+("find the colour word") rather than an induction circuit; the marker words (passkey, the slot names) never occur in the
+filler; the world's vocabulary is closed (`vocabulary_texts` lists it for the word-level tokenizer).
 
 A record has exactly LongBench's fields: `input` (the question), `context`, `answers` (list[str]), `length` (context
 words, `len(context.split())` as LongBench counts English), `dataset` (task name), `language` ("en"), `all_classes`
@@ -102,8 +108,10 @@ SYNTHETIC_TASKS: dict[str, dict] = {
     "synthetic_needle_qa": {"prompt_template": PROMPT_TEMPLATE, "max_new_tokens": 8, "metric": "qa_f1_score"},
 }
 
-# The needles' slots per task, in answer order for `synthetic_passkey`.
-TASK_SLOTS = {"synthetic_passkey": ("colour", "animal"), "synthetic_needle_qa": tuple(SLOTS)}
+# The needles' slots per task, in answer order for `synthetic_passkey`; the slots `synthetic_needle_qa` may ask (its
+# city needle is a distractor that is never asked).
+TASK_SLOTS = {"synthetic_passkey": ("colour", "animal"), "synthetic_needle_qa": ("colour", "animal", "city")}
+ASKED_SLOTS = ("colour", "animal")
 
 FILLER_SENTENCE_WORDS = (5, 12)  # inclusive range of words in one filler sentence
 
@@ -131,7 +139,7 @@ def _needles(rng: random.Random, task: str) -> tuple[list[str], str, str]:
     needles = [NEEDLE.format(slot=slot, value=values[slot]) for slot in slots]
     if task == "synthetic_passkey":
         return needles, QUESTION_PASSKEY, " ".join(values[slot] for slot in slots)
-    asked = rng.choice(slots)
+    asked = rng.choice(ASKED_SLOTS)
     return needles, QUESTION_SLOT.format(slot=asked), values[asked]
 
 
