@@ -97,7 +97,7 @@ def test_sub_vocabularies_are_disjoint():
 
 def test_too_short_context_is_an_error():
     with pytest.raises(ValueError, match="too short"):
-        generate_records("synthetic_needle_qa", 1, 20, seed=0)  # 5 needles = 25 words
+        generate_records("synthetic_needle_qa", 1, 10, seed=0)  # 3 needles = 15 words
     with pytest.raises(ValueError, match="unknown synthetic task"):
         generate_records("nope", 1, 256, seed=0)
 

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "schemas", "configs", "report"]
+WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "schemas", "configs", "report", "envs", "profiles"]
 SMOKE = ["--configfile", "configs/smoke.yaml"]
 TABLES = ["latency", "summary", "longbench", "saliency_sparsity", "pruner_losses"]
 
