@@ -91,7 +91,7 @@ def _run_layer(layer: nn.Module, hidden, mask, positions, cache, position_embedd
         attention_mask=mask,
         position_ids=positions[None],
         past_key_values=cache,
-        use_cache=True,
+        use_cache=cache is not None,
         position_embeddings=position_embeddings,
     )
     return out[0] if isinstance(out, tuple) else out

@@ -254,14 +254,7 @@ def load_model(spec: dict[str, Any] | ModelSpec) -> tuple[PreTrainedModel, PreTr
         ModelLoadError: the local path does not exist or holds no model, or the hub id could not be fetched.
         ValueError: the spec is invalid (unknown key, bad value).
     """
-    if not isinstance(spec, ModelSpec):
-        spec = ModelSpec.from_dict(spec)
-
-    local = _looks_local(spec.id)
-    source = str(Path(spec.id).expanduser()) if local else spec.id
-    if local:
-        _check_local_dir(Path(source))
-
+    spec, source, local = _resolve_source(spec)
     load = _build_random if spec.weights == "random" else _load_pretrained
     try:
         model = load(spec, source)
@@ -281,10 +274,16 @@ def load_model(spec: dict[str, Any] | ModelSpec) -> tuple[PreTrainedModel, PreTr
 
 def load_tokenizer(spec: dict[str, Any] | ModelSpec) -> PreTrainedTokenizerBase | None:
     """Only the tokenizer of the model `spec` names (no weights loaded), or None when it has none."""
+    spec, source, _ = _resolve_source(spec)
+    return _load_tokenizer(source, spec)
+
+
+def _resolve_source(spec: dict[str, Any] | ModelSpec) -> tuple[ModelSpec, str, bool]:
+    """(validated spec, where to load from, whether that is a local directory — checked to exist)."""
     if not isinstance(spec, ModelSpec):
         spec = ModelSpec.from_dict(spec)
     local = _looks_local(spec.id)
     source = str(Path(spec.id).expanduser()) if local else spec.id
     if local:
         _check_local_dir(Path(source))
-    return _load_tokenizer(source, spec)
+    return spec, source, local

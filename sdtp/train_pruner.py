@@ -52,7 +52,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from sdtp.engine import _check_window
+from sdtp.engine import _check_window, _run_layer
 from sdtp.pruner import PruningModule
 from sdtp.schedule import KeepSchedule
 
@@ -388,15 +388,7 @@ def simulate_pruning(
                 key_bias = key_bias.index_add(0, alive_prompt, stage_log_keep.to(key_bias.dtype))
                 alive_prompt = kept_of[idx]
                 mask = _attention_mask(key_bias, causal, hidden.dtype).to(hidden.device)
-        out = layer(
-            hidden,
-            attention_mask=mask,
-            position_ids=positions[None],
-            past_key_values=None,
-            use_cache=False,
-            position_embeddings=position_embeddings,
-        )
-        hidden = out[0] if isinstance(out, tuple) else out
+        hidden = _run_layer(layer, hidden, mask, positions, None, position_embeddings)
     hidden = decoder.norm(hidden.to(_device_of(decoder.norm)))
     return SimulatedPrefill(hidden, scores_of, scored_of, kept_of)
 
