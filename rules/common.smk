@@ -2,6 +2,7 @@
 import json
 import os
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 
@@ -68,7 +69,12 @@ def pruner_arg(wildcards, input):
 
 def latency_threads():
     """On CPU a latency job takes every core, so no other job runs beside it and skews its timing."""
-    return (workflow.cores or 1) if config["resources"]["gpu"] == 0 else 1
+    if config["resources"]["gpu"] != 0:
+        return 1
+    try:
+        return workflow.cores or 1
+    except WorkflowError:  # no --cores (e.g. `snakemake --report`): nothing is scheduled anyway
+        return 1
 
 
 def latency_outputs():

@@ -88,6 +88,19 @@ def test_nothing_to_do_after_a_run(smoke_run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+def test_snakemake_report_zip(smoke_run):
+    import zipfile
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", *SMOKE, "--report", "report.zip"],
+        cwd=smoke_run, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = zipfile.ZipFile(smoke_run / "report.zip").namelist()
+    assert any(name.endswith("report.html") for name in names)
+    assert any(name.endswith("speedup_vs_ideal.html") for name in names)
+
+
 def test_changing_one_keep_ratio_plans_only_that_ratio(smoke_run):
     proc = snakemake(smoke_run, "-n", *override(smoke_run, "keep_ratios: [0.6]\n"))
     jobs = planned_jobs(proc.stdout)
