@@ -515,6 +515,24 @@ def train_pruner(
 
 
 @torch.no_grad()
+def _heldout_scores(model: nn.Module, pruner: PruningModule, samples: pd.DataFrame, saliency: pd.DataFrame, layers):
+    """Yield (layer, pruner scores, |π̂|) over the prompt tokens of every sample, scores from the unpruned model's
+    hidden states entering each layer — the inputs the saliency saw."""
+    device = _device_of(model.model.embed_tokens)
+    for sample in load_samples(samples, saliency, layers):
+        hidden_states = model.model(
+            input_ids=sample.input_ids.to(device), use_cache=False, output_hidden_states=True
+        ).hidden_states  # hidden_states[l] enters decoder layer l
+        prompt = sample.prompt_length
+        for layer in layers:
+            scores = pruner(int(layer), hidden_states[int(layer)][0, :prompt].float())
+            yield int(layer), scores, sample.saliency[int(layer)][:prompt].abs()
+
+
+def _mean_per_layer(values: dict[int, list[float]]) -> dict[int, float]:
+    return {layer: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan") for layer, v in values.items()}
+
+
 def evaluate_pruner(
     model: nn.Module, pruner: PruningModule, samples: pd.DataFrame, saliency: pd.DataFrame, layers: list[int]
 ) -> dict[int, float]:
@@ -528,18 +546,38 @@ def evaluate_pruner(
     Returns:
         {layer: mean Spearman}; NaN for a layer where no sample had a defined correlation (or no samples).
     """
-    device = _device_of(model.model.embed_tokens)
     per_layer: dict[int, list[float]] = {int(layer): [] for layer in layers}
-    for sample in load_samples(samples, saliency, layers):
-        hidden_states = model.model(
-            input_ids=sample.input_ids.to(device), use_cache=False, output_hidden_states=True
-        ).hidden_states  # hidden_states[l] enters decoder layer l
-        prompt = sample.prompt_length
-        for layer in per_layer:
-            scores = pruner(layer, hidden_states[layer][0, :prompt].float())
-            per_layer[layer].append(spearman(scores, sample.saliency[layer][:prompt].abs()))
-    return {layer: float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
-            for layer, values in per_layer.items()}
+    for layer, scores, target in _heldout_scores(model, pruner, samples, saliency, layers):
+        per_layer[layer].append(spearman(scores, target))
+    return _mean_per_layer(per_layer)
+
+
+def salient_recall(scores: torch.Tensor, target: torch.Tensor, keep_fraction: float, threshold: float = 0.1) -> float:
+    """Fraction of the salient tokens (|π̂| > threshold × the largest, the set `sdtp.saliency.sparsity` counts) that
+    rank among the pruner's top ceil(keep_fraction × n) scores; NaN when no token is salient.
+
+    Spearman weighs every token alike; when saliency is sparse (a few needles in filler) the filler's near-zero
+    |π̂| order is noise and dominates it. This asks what pruning needs: are the salient tokens kept?
+    """
+    target = target.float()
+    salient = target > threshold * target.max()
+    if target.max() <= 0 or not salient.any():
+        return float("nan")
+    k = max(1, math.ceil(keep_fraction * len(scores)))
+    kept = torch.zeros_like(salient)
+    kept[torch.topk(scores.float(), k).indices.to(kept.device)] = True
+    return float((kept & salient).sum() / salient.sum())
+
+
+def evaluate_salient_recall(
+    model: nn.Module, pruner: PruningModule, samples: pd.DataFrame, saliency: pd.DataFrame, layers: list[int],
+    keep_fraction: float,
+) -> dict[int, float]:
+    """Mean (over samples) `salient_recall` per layer, on the same inputs as `evaluate_pruner`."""
+    per_layer: dict[int, list[float]] = {int(layer): [] for layer in layers}
+    for layer, scores, target in _heldout_scores(model, pruner, samples, saliency, layers):
+        per_layer[layer].append(salient_recall(scores, target, keep_fraction))
+    return _mean_per_layer(per_layer)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -587,6 +625,12 @@ def main(args: argparse.Namespace) -> int:
         log.info("held-out Spearman(pruner, |saliency|) at layer %d: %.3f", layer, value)
     if heldout:
         log.info("held-out Spearman, mean over layers: %.3f", heldout_mean)
+    recall = (
+        evaluate_salient_recall(model, pruner, heldout_rows, saliency, schedule.layers, args.ratio)
+        if len(heldout_rows) else {}
+    )  # fmt: skip
+    for layer, value in recall.items():
+        log.info("held-out recall of salient tokens in the pruner's top %.0f%% at layer %d: %.3f", 100 * args.ratio, layer, value)
     meta = dict(
         base_model=model_name,
         model_dir=args.model_dir,
@@ -600,6 +644,7 @@ def main(args: argparse.Namespace) -> int:
         steps=len(losses),
         heldout_spearman={str(layer): _finite_or_none(value) for layer, value in heldout.items()},
         heldout_spearman_mean=_finite_or_none(heldout_mean),
+        heldout_salient_recall={str(layer): _finite_or_none(value) for layer, value in recall.items()},
         train_s=train_s,
     )
     pruner.save(args.out, meta=meta)

@@ -22,6 +22,7 @@ from sdtp.train_pruner import (
     PrunerSample,
     PrunerTrainConfig,
     evaluate_pruner,
+    salient_recall,
     lm_loss_at_labels,
     logits_of,
     ranking_loss,
@@ -341,6 +342,7 @@ def test_train_pruner_command_end_to_end(tmp_path):
     assert meta["base_model"] == "tiny" and meta["keep_ratio"] == 0.5 and meta["layers"] == layers
     assert meta["config"]["epochs"] == 2 and meta["steps"] == 6 and meta["train_s"] > 0
     assert set(meta["heldout_spearman"]) == {"1", "2"} and -1 <= meta["heldout_spearman_mean"] <= 1
+    assert set(meta["heldout_salient_recall"]) == {"1", "2"}
     losses = pd.read_parquet(losses_path)
     assert list(losses.columns) == LOSS_COLUMNS and len(losses) == 6
     assert set(losses.model) == {"tiny"} and set(losses.keep_ratio) == {0.5} and set(losses["sample"]) == {0, 1, 2}
@@ -376,3 +378,13 @@ def test_evaluate_pruner_rewards_the_saliency_ranking():
             return sample.saliency[layer][: sample.prompt_length].abs()
 
     assert evaluate_pruner(model, InOrder([1], model.config.hidden_size), train, saliency, [1])[1] == pytest.approx(1.0)
+
+
+def test_salient_recall_counts_salient_tokens_in_the_top_scores():
+    target = torch.tensor([0.0, 5.0, 0.1, 0.2, 4.0, 0.0, 0.3, 0.05])  # salient (> 0.5): positions 1 and 4
+    perfect = torch.tensor([0.0, 9.0, 1.0, 1.0, 8.0, 0.0, 1.0, 0.0])
+    assert salient_recall(perfect, target, keep_fraction=0.25) == 1.0  # top 2 = {1, 4}
+    half = torch.tensor([0.0, 9.0, 8.5, 1.0, 0.1, 0.0, 1.0, 0.0])
+    assert salient_recall(half, target, keep_fraction=0.25) == 0.5
+    assert salient_recall(half, target, keep_fraction=1.0) == 1.0
+    assert math.isnan(salient_recall(half, torch.zeros(8), keep_fraction=0.5))
