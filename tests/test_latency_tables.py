@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 import torch
-from tiny_models import make_tiny_model
+from tiny_models import TINY_MODEL_SETTINGS, make_tiny_model, save_tiny_model
 
 from sdtp import latency as latency_module
 from sdtp.cli import main as cli_main
@@ -62,11 +62,10 @@ def test_oom_becomes_a_row(monkeypatch):
 
 
 def test_latency_command_writes_parquet(tmp_path):
-    model = make_tiny_model("qwen2", "sdpa")
-    model.save_pretrained(tmp_path / "model")
+    model = save_tiny_model(tmp_path / "model")
     settings = {
         "seed": 0,
-        "model": {"name": "tiny", "source": "demo", "dtype": "float32", "attn_implementation": "sdpa", "device": "cpu"},
+        "model": TINY_MODEL_SETTINGS,
         "schedule": {"start": 1, "step": 2, "stages": 2, "min_local": 4},
         "latency": {"warmup": 0, "repeats": 2, "new_tokens": 3},
     }

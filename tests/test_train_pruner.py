@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 import torch
-from tiny_models import make_tiny_model
+from tiny_models import TINY_MODEL_SETTINGS, make_tiny_model, save_tiny_model
 
 from sdtp.cli import main as cli_main
 from sdtp.engine import prefill_with_pruning
@@ -309,11 +309,10 @@ def test_config_rejects_unknown_keys_and_bad_values():
 
 
 def test_train_pruner_command_end_to_end(tmp_path):
-    model = make_tiny_model("qwen2", "sdpa")
-    model.save_pretrained(tmp_path / "model")
+    model = save_tiny_model(tmp_path / "model")
     settings = {
         "seed": 0,
-        "model": {"name": "tiny", "source": "demo", "dtype": "float32", "attn_implementation": "sdpa", "device": "cpu"},
+        "model": TINY_MODEL_SETTINGS,
         "schedule": {"start": 1, "step": 1, "stages": 2, "min_local": 4},
         "pruner": {"epochs": 2},
     }

@@ -37,3 +37,14 @@ def make_tiny_model(family: str = "qwen2", attn: str = "eager", dtype=torch.floa
     return model.to(dtype).eval().requires_grad_(False)
 
 
+
+
+# The `model:` settings section a command receives for a tiny model saved into a local directory (`--model-dir`).
+TINY_MODEL_SETTINGS = {"name": "tiny", "source": "demo", "dtype": "float32", "attn_implementation": "sdpa", "device": "cpu"}
+
+
+def save_tiny_model(directory, family: str = "qwen2", **overrides):
+    """Save a tiny SDPA model with `save_pretrained` into `directory` (for commands run with `--model-dir`)."""
+    model = make_tiny_model(family, "sdpa", **overrides)
+    model.save_pretrained(directory)
+    return model
