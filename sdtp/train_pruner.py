@@ -569,15 +569,17 @@ def salient_recall(scores: torch.Tensor, target: torch.Tensor, keep_fraction: fl
     return float((kept & salient).sum() / salient.sum())
 
 
-def evaluate_salient_recall(
+def evaluate_heldout(
     model: nn.Module, pruner: PruningModule, samples: pd.DataFrame, saliency: pd.DataFrame, layers: list[int],
     keep_fraction: float,
-) -> dict[int, float]:
-    """Mean (over samples) `salient_recall` per layer, on the same inputs as `evaluate_pruner`."""
-    per_layer: dict[int, list[float]] = {int(layer): [] for layer in layers}
+) -> tuple[dict[int, float], dict[int, float]]:
+    """(`evaluate_pruner`'s Spearman, mean `salient_recall`) per layer, from one pass over the samples."""
+    rho: dict[int, list[float]] = {int(layer): [] for layer in layers}
+    recall: dict[int, list[float]] = {int(layer): [] for layer in layers}
     for layer, scores, target in _heldout_scores(model, pruner, samples, saliency, layers):
-        per_layer[layer].append(salient_recall(scores, target, keep_fraction))
-    return _mean_per_layer(per_layer)
+        rho[layer].append(spearman(scores, target))
+        recall[layer].append(salient_recall(scores, target, keep_fraction))
+    return _mean_per_layer(rho), _mean_per_layer(recall)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -618,17 +620,16 @@ def main(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     pruner, losses = train_pruner(model, train_samples, schedule, config, seed=settings["seed"], model_name=model_name)
     train_s = time.perf_counter() - start
-    heldout = evaluate_pruner(model, pruner, heldout_rows, saliency, schedule.layers) if len(heldout_rows) else {}
+    heldout, recall = (
+        evaluate_heldout(model, pruner, heldout_rows, saliency, schedule.layers, args.ratio)
+        if len(heldout_rows) else ({}, {})
+    )  # fmt: skip
     finite = [v for v in heldout.values() if math.isfinite(v)]
     heldout_mean = float(np.mean(finite)) if finite else float("nan")
     for layer, value in heldout.items():
         log.info("held-out Spearman(pruner, |saliency|) at layer %d: %.3f", layer, value)
     if heldout:
         log.info("held-out Spearman, mean over layers: %.3f", heldout_mean)
-    recall = (
-        evaluate_salient_recall(model, pruner, heldout_rows, saliency, schedule.layers, args.ratio)
-        if len(heldout_rows) else {}
-    )  # fmt: skip
     for layer, value in recall.items():
         log.info("held-out recall of salient tokens in the pruner's top %.0f%% at layer %d: %.3f", 100 * args.ratio, layer, value)
     meta = dict(

@@ -21,6 +21,7 @@ from sdtp.train_pruner import (
     LOSS_COLUMNS,
     PrunerSample,
     PrunerTrainConfig,
+    evaluate_heldout,
     evaluate_pruner,
     salient_recall,
     lm_loss_at_labels,
@@ -377,6 +378,17 @@ def test_evaluate_pruner_rewards_the_saliency_ranking():
             return sample.saliency[layer][: sample.prompt_length].abs()
 
     assert evaluate_pruner(model, InOrder([1], model.config.hidden_size), train, saliency, [1])[1] == pytest.approx(1.0)
+    # The command's one-pass evaluation gives the same Spearman, and the perfect stand-in keeps every salient token.
+    order = iter(samples)
+    rho, recall = evaluate_heldout(model, InOrder([1], model.config.hidden_size), train, saliency, [1], 0.3)
+    # Scores equal to |π̂| put the salient tokens first: all of them fit unless they outnumber the top 30%.
+    expected = []
+    for sample in samples:
+        target = sample.saliency[1][: sample.prompt_length].abs()
+        salient = int((target > 0.1 * target.max()).sum())
+        expected.append(min(1.0, math.ceil(0.3 * sample.prompt_length) / salient))
+    assert rho[1] == pytest.approx(1.0) and recall[1] == pytest.approx(sum(expected) / len(expected))
+    assert evaluate_heldout(model, random_pruner, train, saliency, [1], 0.3)[0] == pytest.approx(result)
 
 
 def test_salient_recall_counts_salient_tokens_in_the_top_scores():
