@@ -45,6 +45,14 @@ def settings(*sections, **subsections):
     return json.dumps(chosen, sort_keys=True)
 
 
+def predict_settings(wildcards):
+    """A prediction's settings; only the oracle reads `saliency` (it marks tokens as stage 1 does), so changing that
+    section reruns the oracle's predictions and no other method's."""
+    if wildcards.method == "oracle":
+        return settings("seed", "model", "schedule", "saliency", longbench=["max_input_tokens"])
+    return settings("seed", "model", "schedule", longbench=["max_input_tokens"])
+
+
 def model_dir(wildcards):
     """The demo model is built by the workflow; a hub model needs no input (transformers downloads it)."""
     if config["model"]["source"] == "demo":

@@ -10,7 +10,7 @@ rule predict:
     log:
         f"{RESULTS}/logs/predict/{{model}}/{{method}}/r{{ratio}}/{{task}}.log",
     params:
-        settings=settings("seed", "model", "schedule", longbench=["max_input_tokens"]),
+        settings=predict_settings,
         model_dir=model_dir_arg,
         pruner=pruner_arg,
     resources:

@@ -10,7 +10,7 @@ rule saliency:
     log:
         f"{RESULTS}/logs/saliency/{{model}}.log",
     params:
-        settings=settings("seed", "model", "schedule"),
+        settings=settings("seed", "model", "schedule", "saliency"),
         model_dir=model_dir_arg,
     resources:
         gpu=config["resources"]["gpu"],

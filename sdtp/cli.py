@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo-model": ("sdtp.demo_model", "train the offline demo's tiny Qwen2 on the synthetic world"),
     "prepare-train": ("sdtp.train_data", "tokenise the saliency/pruner training samples (synthetic or Dolly-15k)"),
     "saliency": ("sdtp.saliency", "stage 1: gradient saliency of every training token at each prune layer"),
+    "saliency-check": ("sdtp.faithfulness", "does gradient saliency rank tokens by what removing them costs? (diagnostic)"),
     "train-pruner": ("sdtp.train_pruner", "stage 2: train the pruning modules (LLM frozen)"),
     "latency": ("sdtp.latency", "one latency job: prefill + exactly N decoded tokens, per repeat, to Parquet"),
     "task-records": ("sdtp.longbench.records", "write one task's LongBench-format records (v1 or synthetic)"),

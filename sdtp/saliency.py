@@ -9,13 +9,62 @@ unpruned model; one forward and one backward pass give the saliency of every lay
   label: on samples the model already answers with certainty (the demo model reaches p ≈ 1 on its tasks) it vanishes
   and the saliency is rounding noise, which is why the logit is the default.
 
+Two reductions over the hidden dimension (config `saliency.reduction`):
+
+- `"sum"` (the default, the paper's formula): π̂ = Σ_d (∂T/∂x)_d · x_d, signed.
+- `"abs_sum"`: π̂ = Σ_d |(∂T/∂x)_d · x_d|. Why it exists: in a pre-norm transformer (Qwen2, Llama, Mistral) every layer
+  reads x through RMSNorm, which is scale-invariant, so the directional derivative along x itself — the signed sum — has
+  that read cancelled exactly and keeps only the small residual-stream remainder. On the demo model the tokens whose
+  removal costs the answer the most (measured by masking each token out as a key from the prune layer on) rank at a
+  median 40% (logit) / 59% (loss) from the top under the signed sum at layer 0, and in the top 0.5% under `abs_sum`
+  with either objective (8 held-out samples).
+
 The model's parameters get no gradients.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import torch
 from torch import nn
+
+
+OBJECTIVES = ("logit", "loss")
+REDUCTIONS = ("sum", "abs_sum")
+
+
+@dataclass(frozen=True)
+class SaliencyConfig:
+    """The config's `saliency:` section: how stage 1 (and the `oracle` comparator) marks tokens.
+
+    Fields:
+        objective: "logit" | "loss", the T of π̂ = (∂T/∂x)·x.
+        reduction: "sum" | "abs_sum" over the hidden dimension.
+    """
+
+    objective: str = "logit"
+    reduction: str = "sum"
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"saliency.objective = {self.objective!r} must be one of {', '.join(OBJECTIVES)}")
+        if self.reduction not in REDUCTIONS:
+            raise ValueError(f"saliency.reduction = {self.reduction!r} must be one of {', '.join(REDUCTIONS)}")
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "SaliencyConfig":
+        """Build from the config's `saliency:` mapping (None = defaults), rejecting keys this class does not know."""
+        d = dict(d or {})
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = [key for key in d if key not in valid]
+        if unknown:
+            raise ValueError(
+                f"unknown key(s) {', '.join(repr(k) for k in unknown)} in config section `saliency`; valid keys: "
+                f"{', '.join(valid)}"
+            )
+        return cls(**d)
 
 
 def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -25,7 +74,6 @@ def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return nn.functional.cross_entropy(logits, labels[:, 1:].flatten().to(logits.device), ignore_index=-100)
 
 
-OBJECTIVES = ("logit", "loss")
 
 
 def label_logit(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -42,6 +90,7 @@ def token_saliency(
     layers: list[int],
     labels: torch.Tensor | None = None,
     objective: str = "logit",
+    reduction: str = "sum",
 ) -> dict[int, torch.Tensor]:
     """Signed saliency π̂ of every token at the input of each layer in `layers`.
 
@@ -51,12 +100,15 @@ def token_saliency(
         layers: decoder-layer indices whose input hidden states are scored.
         labels: (1, n) targets (-100 = ignored); defaults to `input_ids`, i.e. every next token of the prompt.
         objective: "logit" (mean label logit) or "loss" (LM cross-entropy); see the module docstring.
+        reduction: "sum" (Σ_d g_d·x_d, signed) or "abs_sum" (Σ_d |g_d·x_d|); see the module docstring.
     Returns:
         {layer: (n,) float32 tensor on CPU}. Use `.abs()` as a token's importance: by a first-order Taylor expansion,
-        removing token x changes the loss by about −π̂, in either direction.
+        removing token x changes the objective by about −π̂, in either direction.
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"saliency objective must be one of {OBJECTIVES}, got {objective!r}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"saliency reduction must be one of {REDUCTIONS}, got {reduction!r}")
     decoder_layers = model.model.layers
     captured: dict[int, torch.Tensor] = {}
 
@@ -85,9 +137,11 @@ def token_saliency(
     finally:
         for handle in handles:
             handle.remove()
-    return {
-        layer: (grad * captured[layer]).sum(-1)[0].detach().float().cpu() for layer, grad in zip(layers, grads)
-    }
+    saliency = {}
+    for layer, grad in zip(layers, grads):
+        product = grad * captured[layer]
+        saliency[layer] = (product.abs() if reduction == "abs_sum" else product).sum(-1)[0].detach().float().cpu()
+    return saliency
 
 
 def sparsity(saliency: torch.Tensor, threshold: float = 0.1) -> float:
@@ -119,15 +173,18 @@ def main(args) -> int:
 
     log = logging.getLogger(__name__)
     settings, model, _ = load_run_model(args)
+    config = SaliencyConfig.from_dict(settings.get("saliency"))
     layers = schedule_for(settings, model, 1.0).layers
     device = next(model.parameters()).device
     samples = pd.read_parquet(args.train)
+    log.info("saliency of %d samples at layers %s, %s", len(samples), layers, config)
     score_rows, sparsity_rows = [], []
     start = time.perf_counter()
     for i, sample in enumerate(samples.itertuples(index=False)):
         ids = torch.tensor([list(sample.input_ids)], device=device)
         labels = torch.tensor([list(sample.labels)], device=device)
-        for layer, scores in token_saliency(model, ids, layers, labels=labels).items():
+        saliency = token_saliency(model, ids, layers, labels=labels, objective=config.objective, reduction=config.reduction)
+        for layer, scores in saliency.items():
             score_rows.append(dict(split=sample.split, sample=sample.sample, layer=layer, scores=scores.tolist()))
             sparsity_rows.append(
                 dict(model=settings["model"]["name"], split=sample.split, sample=sample.sample, layer=layer,

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from sdtp.pruner import PruningModule
-from sdtp.saliency import token_saliency
+from sdtp.saliency import SaliencyConfig, token_saliency
 from sdtp.schedule import KeepSchedule
 
 
@@ -118,16 +118,18 @@ class OracleScorer(Scorer):
     """True gradient saliency |π̂| of this very input (an upper bound, not a speed method).
 
     Computed by one forward + backward of the full, unpruned model in `begin` (see `sdtp.saliency`):
-    - with a reference answer (`set_reference`, as LongBench prediction does): T = the mean logit of that answer's
-      tokens, teacher-forced after the prompt — the objective stage 1 marks tokens with, so the oracle knows which
-      prompt tokens the correct answer depends on;
+    - with a reference answer (`set_reference`, as LongBench prediction does): stage 1's objective (`config.objective`,
+      by default the mean logit) of that answer's tokens, teacher-forced after the prompt — so the oracle marks the
+      prompt tokens the correct answer depends on, exactly as stage 1 marks the pruner's training targets;
     - without one (latency runs): T = the LM loss of the prompt itself (mean next-token cross-entropy over the prompt).
-    The reference is used for one prompt only: `begin` clears it.
+    Either way the hidden dimension is reduced as stage 1 does (`config.reduction`). The reference is used for one
+    prompt only: `begin` clears it.
     """
 
     name = "oracle"
 
-    def __init__(self):
+    def __init__(self, config: SaliencyConfig | None = None):
+        self.config = config or SaliencyConfig()
         self._saliency: dict[int, torch.Tensor] = {}
         self._reference: torch.Tensor | None = None
 
@@ -138,13 +140,19 @@ class OracleScorer(Scorer):
     def begin(self, model: nn.Module, input_ids: torch.Tensor, schedule: KeepSchedule) -> None:
         reference, self._reference = self._reference, None
         if reference is None or reference.numel() == 0:
-            saliency = token_saliency(model, input_ids, schedule.layers, objective="loss")
+            saliency = token_saliency(
+                model, input_ids, schedule.layers, objective="loss", reduction=self.config.reduction
+            )
         else:
             n = input_ids.shape[1]
             full = torch.cat([input_ids, reference.to(input_ids.device)], dim=1)
             labels = full.clone()
             labels[:, :n] = -100
-            saliency = {layer: s[:n] for layer, s in token_saliency(model, full, schedule.layers, labels=labels).items()}
+            saliency = token_saliency(
+                model, full, schedule.layers, labels=labels, objective=self.config.objective,
+                reduction=self.config.reduction,
+            )
+            saliency = {layer: s[:n] for layer, s in saliency.items()}
         self._saliency = {layer: s.abs() for layer, s in saliency.items()}
 
     def score(self, ctx: ScoreContext) -> torch.Tensor:
@@ -189,7 +197,8 @@ SCORERS: dict[str, type[Scorer]] = {
 def get_scorer(name: str, **kwargs) -> Scorer:
     """Build the scorer called `name` (baseline, sdtp, random, streaming, attention, oracle).
 
-    kwargs: `seed` for random; `checkpoint` (a pruner directory) for sdtp. Unused kwargs for other methods are ignored
+    kwargs: `seed` for random; `checkpoint` (a pruner directory) for sdtp; `saliency` (a `SaliencyConfig`) for
+    oracle. Unused kwargs for other methods are ignored
     so callers can pass one set of options for every method.
     """
     if name not in SCORERS:
@@ -200,4 +209,6 @@ def get_scorer(name: str, **kwargs) -> Scorer:
         if kwargs.get("checkpoint") is None:
             raise ValueError("method 'sdtp' needs checkpoint=<pruner directory> (train one with `python -m sdtp train-pruner`)")
         return SdtpScorer(kwargs["checkpoint"])
+    if name == "oracle":
+        return OracleScorer(kwargs.get("saliency"))
     return SCORERS[name]()

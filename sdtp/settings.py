@@ -58,6 +58,11 @@ def schedule_for(settings: dict, model, keep_ratio: float) -> KeepSchedule:
 
 
 def scorer_for(settings: dict, method: str, pruner_dir: str | None):
+    """The scorer of `method`; the oracle marks tokens as stage 1 does (the `saliency` section, when passed)."""
+    from sdtp.saliency import SaliencyConfig
     from sdtp.scorers import get_scorer
 
-    return get_scorer(method, seed=settings.get("seed", 0), checkpoint=pruner_dir)
+    return get_scorer(
+        method, seed=settings.get("seed", 0), checkpoint=pruner_dir,
+        saliency=SaliencyConfig.from_dict(settings.get("saliency")),
+    )

@@ -582,6 +582,35 @@ def evaluate_heldout(
     return _mean_per_layer(rho), _mean_per_layer(recall)
 
 
+def token_type_spearman(
+    train: list[PrunerSample], heldout: list[PrunerSample], layers: list[int]
+) -> dict[int, float]:
+    """Held-out Spearman, per layer, of a context-free scorer: each token id's mean percentile of |π̂| among its
+    sample's prompt tokens on `train` (ids never seen there get the median, 0.5).
+
+    A reference for `evaluate_pruner`: at decoder layer 0 the hidden state is the token embedding, so the pruner's
+    score there is a function of the token id alone, like this scorer's. When |π̂| varies mostly with context
+    (a needle among random filler words) neither can rank it much better than this.
+    """
+    result = {}
+    for layer in layers:
+        sums: dict[int, float] = {}
+        counts: dict[int, int] = {}
+        for sample in train:
+            prompt = sample.prompt_length
+            percentile = pd.Series(sample.saliency[layer][:prompt].abs().numpy()).rank(pct=True).to_numpy()
+            for token, value in zip(sample.input_ids[0, :prompt].tolist(), percentile):
+                sums[token] = sums.get(token, 0.0) + float(value)
+                counts[token] = counts.get(token, 0) + 1
+        values = []
+        for sample in heldout:
+            prompt = sample.prompt_length
+            predicted = [sums[t] / counts[t] if t in counts else 0.5 for t in sample.input_ids[0, :prompt].tolist()]
+            values.append(spearman(predicted, sample.saliency[layer][:prompt].abs()))
+        result[int(layer)] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+    return result
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Command line
 
@@ -632,6 +661,15 @@ def main(args: argparse.Namespace) -> int:
         log.info("held-out Spearman, mean over layers: %.3f", heldout_mean)
     for layer, value in recall.items():
         log.info("held-out recall of salient tokens in the pruner's top %.0f%% at layer %d: %.3f", 100 * args.ratio, layer, value)
+    context_free = (
+        token_type_spearman(train_samples, load_samples(heldout_rows, saliency, schedule.layers), schedule.layers)
+        if len(heldout_rows) else {}
+    )  # fmt: skip
+    for layer, value in context_free.items():
+        log.info(
+            "held-out Spearman of a context-free scorer (each token type's mean |saliency| percentile in training) "
+            "at layer %d: %.3f", layer, value,
+        )
     meta = dict(
         base_model=model_name,
         model_dir=args.model_dir,
@@ -646,6 +684,7 @@ def main(args: argparse.Namespace) -> int:
         heldout_spearman={str(layer): _finite_or_none(value) for layer, value in heldout.items()},
         heldout_spearman_mean=_finite_or_none(heldout_mean),
         heldout_salient_recall={str(layer): _finite_or_none(value) for layer, value in recall.items()},
+        heldout_token_type_spearman={str(layer): _finite_or_none(value) for layer, value in context_free.items()},
         train_s=train_s,
     )
     pruner.save(args.out, meta=meta)

@@ -86,6 +86,39 @@ def test_logit_objective_equals_autograd_by_hand():
         token_saliency(model, ids, [1], objective="margin")
 
 
+def test_abs_sum_reduction_equals_autograd_by_hand():
+    """`abs_sum` is Σ_d |g_d · x_d| of the same gradient; it bounds the signed sum's magnitude from above."""
+    model = make_tiny_model("qwen2", "eager", dtype=torch.float64)
+    ids = torch.randint(0, 101, (1, 16), generator=torch.Generator().manual_seed(5))
+    labels = torch.full_like(ids, -100)
+    labels[0, -3:] = ids[0, -3:]
+    signed = token_saliency(model, ids, [0, 2], labels=labels)
+    magnitude = token_saliency(model, ids, [0, 2], labels=labels, reduction="abs_sum")
+    embeds = model.model.embed_tokens(ids).detach().requires_grad_(True)
+    out = model(inputs_embeds=embeds, output_hidden_states=True)
+    for hidden in out.hidden_states:
+        hidden.retain_grad()
+    torch.stack([out.logits[0, t - 1, ids[0, t]] for t in range(13, 16)]).mean().backward()
+    for layer in (0, 2):
+        hidden = out.hidden_states[layer]
+        torch.testing.assert_close(magnitude[layer], (hidden.grad * hidden).abs().sum(-1)[0].detach().float())
+        assert bool((magnitude[layer] >= signed[layer].abs() - 1e-6).all())
+        assert magnitude[layer][:-1].min() > 0 and magnitude[layer][-1] == 0  # the last token feeds no label
+    with pytest.raises(ValueError, match="reduction"):
+        token_saliency(model, ids, [1], reduction="max")
+
+
+def test_saliency_config_rejects_unknown_keys_and_values():
+    from sdtp.saliency import SaliencyConfig
+
+    assert SaliencyConfig.from_dict(None) == SaliencyConfig("logit", "sum")
+    assert SaliencyConfig.from_dict({"reduction": "abs_sum"}).reduction == "abs_sum"
+    with pytest.raises(ValueError, match=r"unknown key\(s\) 'reduce' in config section `saliency`; valid keys: objective, reduction"):
+        SaliencyConfig.from_dict({"reduce": "abs_sum"})
+    with pytest.raises(ValueError, match=r"saliency.objective = 'margin' must be one of logit, loss"):
+        SaliencyConfig.from_dict({"objective": "margin"})
+
+
 def test_saliency_respects_labels():
     model = make_tiny_model("llama", "sdpa")
     ids = torch.randint(0, 101, (1, 20), generator=torch.Generator().manual_seed(1))
@@ -167,3 +200,25 @@ def test_oracle_with_a_reference_scores_the_answer_loss_saliency():
     oracle.begin(model, prompt, schedule)
     torch.testing.assert_close(oracle._saliency[1], token_saliency(model, prompt, [1], objective="loss")[1].abs())
     assert not torch.allclose(expected[1][:12].abs(), oracle._saliency[1])
+
+
+def test_oracle_marks_tokens_as_stage_one_is_configured():
+    from sdtp.saliency import SaliencyConfig
+    from sdtp.schedule import KeepSchedule
+    from sdtp.settings import scorer_for
+
+    model = make_tiny_model("qwen2", "eager", num_hidden_layers=3)
+    prompt = torch.randint(4, model.config.vocab_size, (1, 12), generator=torch.Generator().manual_seed(1))
+    schedule = KeepSchedule([1, 2], 0.5, sink_tokens=1, min_local=2)
+    oracle = scorer_for({"seed": 0, "saliency": {"reduction": "abs_sum", "objective": "loss"}}, "oracle", None)
+    assert oracle.config == SaliencyConfig("loss", "abs_sum")
+    oracle.set_reference([5, 6])
+    oracle.begin(model, prompt, schedule)
+    full = torch.cat([prompt, torch.tensor([[5, 6]])], dim=1)
+    labels = full.clone()
+    labels[:, :12] = -100
+    expected = token_saliency(model, full, [1, 2], labels=labels, objective="loss", reduction="abs_sum")
+    for layer in (1, 2):
+        torch.testing.assert_close(oracle._saliency[layer], expected[layer][:12])
+    # Without a `saliency` section the oracle keeps the defaults (the paper's signed sum of the logit objective).
+    assert scorer_for({"seed": 0}, "oracle", None).config == SaliencyConfig()

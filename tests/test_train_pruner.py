@@ -343,6 +343,7 @@ def test_train_pruner_command_end_to_end(tmp_path):
     assert meta["config"]["epochs"] == 2 and meta["steps"] == 6 and meta["train_s"] > 0
     assert set(meta["heldout_spearman"]) == {"1", "2"} and -1 <= meta["heldout_spearman_mean"] <= 1
     assert set(meta["heldout_salient_recall"]) == {"1", "2"}
+    assert set(meta["heldout_token_type_spearman"]) == {"1", "2"}
     losses = pd.read_parquet(losses_path)
     assert list(losses.columns) == LOSS_COLUMNS and len(losses) == 6
     assert set(losses.model) == {"tiny"} and set(losses.keep_ratio) == {0.5} and set(losses["sample"]) == {0, 1, 2}
@@ -399,3 +400,26 @@ def test_salient_recall_counts_salient_tokens_in_the_top_scores():
     assert salient_recall(half, target, keep_fraction=0.25) == 0.5
     assert salient_recall(half, target, keep_fraction=1.0) == 1.0
     assert math.isnan(salient_recall(half, torch.zeros(8), keep_fraction=0.5))
+
+
+def test_token_type_spearman_is_one_for_type_saliency_and_low_for_context_saliency():
+    from sdtp.train_pruner import PrunerSample, token_type_spearman
+
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.rand(20, generator=generator)  # a fixed importance per token id
+
+    def sample(index, by_type):
+        ids = torch.randint(0, 20, (1, 60), generator=generator)
+        labels = torch.full_like(ids, -100)
+        labels[0, -5:] = ids[0, -5:]
+        noise = torch.randn(60, generator=generator)
+        saliency = -weight[ids[0]] if by_type else noise  # the sign is ignored (|π̂|)
+        return PrunerSample(index, ids, labels, {0: saliency})
+
+    typed = token_type_spearman([sample(i, True) for i in range(8)], [sample(i, True) for i in range(8, 12)], [0])
+    assert typed[0] == pytest.approx(1.0)
+    context = token_type_spearman([sample(i, False) for i in range(8)], [sample(i, False) for i in range(8, 12)], [0])
+    assert abs(context[0]) < 0.3
+    # A held-out token id never seen in training gets the median instead of failing.
+    unseen = PrunerSample(99, torch.full((1, 10), 25), torch.full((1, 10), -100), {0: torch.rand(10, generator=generator)})
+    assert math.isnan(token_type_spearman([sample(0, True)], [unseen], [0])[0])  # a constant prediction: undefined

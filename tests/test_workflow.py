@@ -156,6 +156,19 @@ def test_lint_is_clean():
     assert "Lints for" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
+def test_changing_the_saliency_reruns_its_consumers_only(smoke_run):
+    proc = snakemake(smoke_run, "-n", *override(smoke_run, "saliency: {reduction: abs_sum}\n"))
+    jobs = planned_jobs(proc.stdout)
+    assert {rule for rule, _ in jobs} == {
+        "saliency", "train_pruner", "latency", "predict", "score", "tables", "figures", "report", "all"
+    }, jobs
+    # The pruner and everything that reads it, and the oracle (which marks tokens as stage 1 does); no other method.
+    for rule, wildcards in jobs:
+        if rule in ("latency", "predict", "score"):
+            assert "method=sdtp" in wildcards or "method=oracle" in wildcards, (rule, wildcards)
+    assert any(rule == "predict" and "method=oracle" in w for rule, w in jobs)
+
+
 def test_schema_lists_exactly_the_demo_and_pruner_keys():
     import dataclasses
 
@@ -167,3 +180,7 @@ def test_schema_lists_exactly_the_demo_and_pruner_keys():
     schema = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())["properties"]
     assert set(schema["demo"]["properties"]) == set(DEFAULT_DEMO_CONFIG)
     assert set(schema["pruner"]["properties"]) == {f.name for f in dataclasses.fields(PrunerTrainConfig)}
+    from sdtp.saliency import SaliencyConfig
+
+    saliency = schema["saliency"]["properties"]
+    assert {key: spec["default"] for key, spec in saliency.items()} == dataclasses.asdict(SaliencyConfig())
