@@ -14,10 +14,10 @@ Two reductions over the hidden dimension (config `saliency.reduction`):
 - `"sum"` (the default, the paper's formula): π̂ = Σ_d (∂T/∂x)_d · x_d, signed.
 - `"abs_sum"`: π̂ = Σ_d |(∂T/∂x)_d · x_d|. Why it exists: in a pre-norm transformer (Qwen2, Llama, Mistral) every layer
   reads x through RMSNorm, which is scale-invariant, so the directional derivative along x itself — the signed sum — has
-  that read cancelled exactly and keeps only the small residual-stream remainder. On the demo model the tokens whose
-  removal costs the answer the most (measured by masking each token out as a key from the prune layer on) rank at a
-  median 40% (logit) / 59% (loss) from the top under the signed sum at layer 0, and in the top 0.5% under `abs_sum`
-  with either objective (8 held-out samples).
+  that read cancelled exactly and keeps only the small residual-stream remainder. On the demo model, with the logit
+  objective, the decisive tokens (those whose removal from layer 0 on costs the answer logit the most) rank at a median
+  27% of the prompt from the top under the signed sum, and 28% of them fall in the bottom half; under `abs_sum` they
+  rank in the top 1% and all of them in the top half (`python -m sdtp saliency-check`, 8 held-out samples).
 
 The model's parameters get no gradients.
 """

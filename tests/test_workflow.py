@@ -157,7 +157,7 @@ def test_lint_is_clean():
 
 
 def test_changing_the_saliency_reruns_its_consumers_only(smoke_run):
-    proc = snakemake(smoke_run, "-n", *override(smoke_run, "saliency: {reduction: abs_sum}\n"))
+    proc = snakemake(smoke_run, "-n", *override(smoke_run, "saliency: {objective: loss}\n"))
     jobs = planned_jobs(proc.stdout)
     assert {rule for rule, _ in jobs} == {
         "saliency", "train_pruner", "latency", "predict", "score", "tables", "figures", "report", "all"
