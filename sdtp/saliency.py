@@ -24,7 +24,6 @@ The model's parameters get no gradients.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -56,15 +55,9 @@ class SaliencyConfig:
     @classmethod
     def from_dict(cls, d: dict | None) -> "SaliencyConfig":
         """Build from the config's `saliency:` mapping (None = defaults), rejecting keys this class does not know."""
-        d = dict(d or {})
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = [key for key in d if key not in valid]
-        if unknown:
-            raise ValueError(
-                f"unknown key(s) {', '.join(repr(k) for k in unknown)} in config section `saliency`; valid keys: "
-                f"{', '.join(valid)}"
-            )
-        return cls(**d)
+        from sdtp.settings import section_from_dict
+
+        return section_from_dict(cls, "saliency", d)
 
 
 def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

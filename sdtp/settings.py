@@ -15,6 +15,21 @@ from sdtp.schedule import KeepSchedule
 log = logging.getLogger(__name__)
 
 
+def section_from_dict(cls, section: str, values: dict | None):
+    """Build dataclass `cls` from the config section `section` (None = defaults), naming any key it does not know."""
+    import dataclasses
+
+    values = dict(values or {})
+    valid = [f.name for f in dataclasses.fields(cls)]
+    unknown = [key for key in values if key not in valid]
+    if unknown:
+        raise ValueError(
+            f"unknown {section} config key{'s' if len(unknown) > 1 else ''} {', '.join(repr(k) for k in unknown)} in "
+            f"config section `{section}`; valid keys: {', '.join(valid)}"
+        )
+    return cls(**values)
+
+
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--settings", required=True, type=json.loads, help="JSON object with the config sections this job reads"

@@ -118,16 +118,9 @@ class PrunerTrainConfig:
     @classmethod
     def from_dict(cls, d: dict | None) -> "PrunerTrainConfig":
         """Build from the config's `pruner:` mapping, rejecting keys this class does not know."""
-        d = dict(d or {})
-        valid = [f.name for f in dataclasses.fields(cls)]
-        unknown = [key for key in d if key not in valid]
-        if unknown:
-            names = ", ".join(repr(key) for key in unknown)
-            raise ValueError(
-                f"unknown pruner config key{'s' if len(unknown) > 1 else ''} {names} in config section `pruner`; "
-                f"valid keys: {', '.join(valid)}"
-            )
-        return cls(**d)
+        from sdtp.settings import section_from_dict
+
+        return section_from_dict(cls, "pruner", d)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
