@@ -665,7 +665,8 @@ FIGURES = (
     ),
     FigureSpec(
         "saliency_sparsity", "Training", "saliency_sparsity", saliency_sparsity_figure,
-        "Gradient saliency (∂T/∂x · x, T = mean logit of the answer tokens) at each prune layer: the fraction of tokens above 10% of the sample's"
+        "Gradient saliency (∂T/∂x · x, T = mean logit of the answer tokens by default, reduced over the hidden dimension"
+        " as config `saliency` says) at each prune layer: the fraction of tokens above 10% of the sample's"
         " largest |saliency|. Few salient tokens is what makes pruning possible.",
         "no saliency rows (saliency_sparsity.parquet is empty: `sdtp` is not among the configured methods)",
     ),

@@ -35,7 +35,9 @@ Design choices (the paper leaves them open):
 
 Evaluation: mean Spearman correlation, per prune layer, between the pruner's scores and |π̂| on the held-out split,
 the scores computed from the unpruned model's hidden states entering each layer (the inputs saliency saw), over the
-prompt tokens.
+prompt tokens; next to it, the recall of the salient tokens within the kept fraction, and the Spearman of a
+context-free scorer (`token_type_spearman`): at layer 0 the pruner reads the token embedding alone, so that is what
+it can reach there.
 """
 
 from __future__ import annotations
