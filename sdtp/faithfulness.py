@@ -169,6 +169,9 @@ def main(args: argparse.Namespace) -> int:
         decisive_median_relative_rank=("decisive_median_relative_rank", "median"),
         decisive_recall_top_half=("decisive_recall_top_half", "mean"),
     )
-    log.info("objective %s, %d held-out samples, mean over samples:\n%s", config.objective, len(heldout), summary.round(3).to_string())
+    log.info(
+        "objective %s, %d held-out samples, mean over samples:\n%s",
+        config.objective, len(heldout), summary.round(3).to_string(),
+    )
     write_parquet(table, args.out)
     return 0

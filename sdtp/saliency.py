@@ -29,7 +29,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-
 OBJECTIVES = ("logit", "loss")
 REDUCTIONS = ("sum", "abs_sum")
 
@@ -65,8 +64,6 @@ def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     logits = logits[:, :-1].flatten(0, 1)
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # half → float32; float64 stays
     return nn.functional.cross_entropy(logits, labels[:, 1:].flatten().to(logits.device), ignore_index=-100)
-
-
 
 
 def label_logit(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -176,7 +173,9 @@ def main(args) -> int:
     for i, sample in enumerate(samples.itertuples(index=False)):
         ids = torch.tensor([list(sample.input_ids)], device=device)
         labels = torch.tensor([list(sample.labels)], device=device)
-        saliency = token_saliency(model, ids, layers, labels=labels, objective=config.objective, reduction=config.reduction)
+        saliency = token_saliency(
+            model, ids, layers, labels=labels, objective=config.objective, reduction=config.reduction
+        )
         for layer, scores in saliency.items():
             score_rows.append(dict(split=sample.split, sample=sample.sample, layer=layer, scores=scores.tolist()))
             sparsity_rows.append(

@@ -31,7 +31,8 @@ def test_removal_at_layer_zero_equals_the_model_run_without_the_token(objective)
     def objective_of(keep):
         with torch.no_grad():
             # An explicit attention mask: with none, transformers reads the position gap as two packed sequences.
-            logits = model(input_ids=ids[:, keep], position_ids=keep[None], attention_mask=torch.ones_like(keep)[None]).logits
+            mask = torch.ones_like(keep)[None]
+            logits = model(input_ids=ids[:, keep], position_ids=keep[None], attention_mask=mask).logits
         value = label_logit(logits, labels[:, keep]) if objective == "logit" else lm_loss(logits, labels[:, keep])
         return value.item()
 

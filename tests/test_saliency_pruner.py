@@ -113,7 +113,8 @@ def test_saliency_config_rejects_unknown_keys_and_values():
 
     assert SaliencyConfig.from_dict(None) == SaliencyConfig("logit", "sum")
     assert SaliencyConfig.from_dict({"reduction": "abs_sum"}).reduction == "abs_sum"
-    with pytest.raises(ValueError, match=r"unknown saliency config key 'reduce' in config section `saliency`; valid keys: objective, reduction"):
+    message = r"unknown saliency config key 'reduce' in config section `saliency`; valid keys: objective, reduction"
+    with pytest.raises(ValueError, match=message):
         SaliencyConfig.from_dict({"reduce": "abs_sum"})
     with pytest.raises(ValueError, match=r"saliency.objective = 'margin' must be one of logit, loss"):
         SaliencyConfig.from_dict({"objective": "margin"})

@@ -421,5 +421,6 @@ def test_token_type_spearman_is_one_for_type_saliency_and_low_for_context_salien
     context = token_type_spearman([sample(i, False) for i in range(8)], [sample(i, False) for i in range(8, 12)], [0])
     assert abs(context[0]) < 0.3
     # A held-out token id never seen in training gets the median instead of failing.
-    unseen = PrunerSample(99, torch.full((1, 10), 25), torch.full((1, 10), -100), {0: torch.rand(10, generator=generator)})
+    unseen_ids = torch.full((1, 10), 25)
+    unseen = PrunerSample(99, unseen_ids, torch.full((1, 10), -100), {0: torch.rand(10, generator=generator)})
     assert math.isnan(token_type_spearman([sample(0, True)], [unseen], [0])[0])  # a constant prediction: undefined

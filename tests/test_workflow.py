@@ -129,6 +129,7 @@ def test_adding_a_length_plans_only_latency_jobs_of_that_length(smoke_run):
         ("methods: [baseline, magic]\n", r"instance\['methods'\]\[1\]"),
         ("keep_ratios: [1.5]\n", r"instance\['keep_ratios'\]\[0\]"),
         ("latency: {lenghts: [128]}\n", r"lenghts"),
+        ("saliency: {reduction: max}\n", r"'max' is not one of \['sum', 'abs_sum'\]"),
     ],
 )
 def test_bad_config_fails_before_any_job_naming_the_key(tmp_path, bad, expected):
