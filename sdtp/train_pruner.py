@@ -587,23 +587,23 @@ def token_type_spearman(
     score there is a function of the token id alone, like this scorer's. When |π̂| varies mostly with context
     (a needle among random filler words) neither can rank it much better than this.
     """
-    result = {}
-    for layer in layers:
-        sums: dict[int, float] = {}
-        counts: dict[int, int] = {}
-        for sample in train:
-            prompt = sample.prompt_length
-            percentile = pd.Series(sample.saliency[layer][:prompt].abs().numpy()).rank(pct=True).to_numpy()
-            for token, value in zip(sample.input_ids[0, :prompt].tolist(), percentile):
-                sums[token] = sums.get(token, 0.0) + float(value)
-                counts[token] = counts.get(token, 0) + 1
-        values = []
+    values: dict[int, list[float]] = {int(layer): [] for layer in layers}
+    for layer in values:
+        # One (token id, percentile) row per training prompt token; the mean per id is the scorer (vectorised:
+        # a Dolly-sized split has millions of tokens).
+        seen = pd.concat([
+            pd.DataFrame({
+                "token": sample.input_ids[0, : sample.prompt_length].numpy(),
+                "percentile": pd.Series(sample.saliency[layer][: sample.prompt_length].abs().numpy()).rank(pct=True),
+            })
+            for sample in train
+        ])  # fmt: skip
+        mean_percentile = seen.groupby("token")["percentile"].mean()
         for sample in heldout:
-            prompt = sample.prompt_length
-            predicted = [sums[t] / counts[t] if t in counts else 0.5 for t in sample.input_ids[0, :prompt].tolist()]
-            values.append(spearman(predicted, sample.saliency[layer][:prompt].abs()))
-        result[int(layer)] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
-    return result
+            tokens = pd.Series(sample.input_ids[0, : sample.prompt_length].numpy())
+            predicted = tokens.map(mean_percentile).fillna(0.5).to_numpy()
+            values[layer].append(spearman(predicted, sample.saliency[layer][: sample.prompt_length].abs()))
+    return _mean_per_layer(values)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
