@@ -656,7 +656,8 @@ def main(args: argparse.Namespace) -> int:
         log.info("held-out Spearman, mean over layers: %.3f", heldout_mean)
     for layer, value in recall.items():
         log.info(
-            "held-out recall of salient tokens in the pruner's top %.0f%% at layer %d: %.3f", 100 * args.ratio, layer, value
+            "held-out recall of salient tokens in the pruner's top %.0f%% at layer %d: %.3f",
+            100 * args.ratio, layer, value,
         )
     context_free = (
         token_type_spearman(train_samples, load_samples(heldout_rows, saliency, schedule.layers), schedule.layers)
