@@ -1,3 +1,3 @@
-from sdtp.cli import main
+from sdtp.commands.cli import main
 
 raise SystemExit(main())

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-
-import pandas as pd
 
 
 @contextlib.contextmanager
@@ -43,17 +40,3 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def write_parquet(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write `df` to Parquet atomically."""
-    with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
-    return Path(path)
-
-
-def write_json(obj, path: str | Path) -> Path:
-    """Write `obj` as indented JSON atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    return Path(path)
