@@ -1,8 +1,11 @@
 # Everything that is not a rule: config validation, wildcard constraints, targets and input functions.
 import json
 import os
+import shlex
+import sys
 
 from snakemake.exceptions import WorkflowError
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 
@@ -11,6 +14,18 @@ validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 RESULTS = config["results"]
 MODEL = config["model"]["name"]
 BASELINE_RATIO = "1.0"
+
+
+def sdtp_command():
+    """How a job calls the package. Without `--sdm conda`, the interpreter that runs Snakemake: a virtualenv's
+    `snakemake` then works without activating the virtualenv (a bare `python` could be another one). With conda, the
+    job's own environment's `python`."""
+    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
+        return "python -m sdtp"
+    return f"{shlex.quote(sys.executable)} -m sdtp"
+
+
+SDTP = sdtp_command()
 
 
 wildcard_constraints:
@@ -121,7 +136,7 @@ def final_outputs():
     return table_outputs() + report_outputs()
 
 
-# sdtp.report.FIGURES, by file name: (report category, subcategory); captions are report/<name>.rst.
+# sdtp.report.figures.FIGURES, by file name: (report category, subcategory); captions are report/<name>.rst.
 REPORT_FIGURES = {
     "prefill_latency": ("Latency", "Prefill"),
     "speedup_vs_ideal": ("Latency", "Prefill"),

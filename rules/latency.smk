@@ -16,5 +16,5 @@ rule latency:
     resources:
         gpu=config["resources"]["gpu"],
     shell:
-        "python -m sdtp latency --settings {params.settings:q} {params.model_dir} {params.pruner}"
+        "{SDTP} latency --settings {params.settings:q} {params.model_dir} {params.pruner}"
         " --method {wildcards.method} --ratio {wildcards.ratio} --length {wildcards.length} --out {output} > {log} 2>&1"

@@ -16,7 +16,7 @@ rule predict:
     resources:
         gpu=config["resources"]["gpu"],
     shell:
-        "python -m sdtp longbench-predict --settings {params.settings:q} {params.model_dir} {params.pruner}"
+        "{SDTP} longbench-predict --settings {params.settings:q} {params.model_dir} {params.pruner}"
         " --method {wildcards.method} --ratio {wildcards.ratio} --task {wildcards.task}"
         " --records {input.records} --out {output} > {log} 2>&1"
 
@@ -31,5 +31,5 @@ rule score:
     log:
         f"{RESULTS}/logs/score/{{model}}/{{method}}/r{{ratio}}/{{task}}.log",
     shell:
-        "python -m sdtp longbench-score --predictions {input} --model {wildcards.model} --method {wildcards.method}"
+        "{SDTP} longbench-score --predictions {input} --model {wildcards.model} --method {wildcards.method}"
         " --ratio {wildcards.ratio} --task {wildcards.task} --out {output} > {log} 2>&1"

@@ -10,4 +10,4 @@ rule demo_model:
     resources:
         gpu=config["resources"]["gpu"],
     shell:
-        "python -m sdtp demo-model --settings {params.settings:q} --out {output} > {log} 2>&1"
+        "{SDTP} demo-model --settings {params.settings:q} --out {output} > {log} 2>&1"

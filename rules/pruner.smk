@@ -16,5 +16,5 @@ rule train_pruner:
     resources:
         gpu=config["resources"]["gpu"],
     shell:
-        "python -m sdtp train-pruner --settings {params.settings:q} {params.model_dir} --ratio {wildcards.ratio}"
+        "{SDTP} train-pruner --settings {params.settings:q} {params.model_dir} --ratio {wildcards.ratio}"
         " --train {input.train} --saliency {input.saliency} --out {output.pruner} --losses {output.losses} > {log} 2>&1"

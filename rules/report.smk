@@ -14,7 +14,7 @@ rule figures:
         tables_dir=lambda wildcards, input: os.path.dirname(input[0]),
         figures_dir=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
-        "python -m sdtp report --tables-dir {params.tables_dir} --figures-dir {params.figures_dir} > {log} 2>&1"
+        "{SDTP} report --tables-dir {params.tables_dir} --figures-dir {params.figures_dir} > {log} 2>&1"
 
 
 rule report:
@@ -30,4 +30,4 @@ rule report:
         tables_dir=lambda wildcards, input: os.path.dirname(input[0]),
         config=json.dumps(config, sort_keys=True),
     shell:
-        "python -m sdtp report --tables-dir {params.tables_dir} --config {params.config:q} --out {output} > {log} 2>&1"
+        "{SDTP} report --tables-dir {params.tables_dir} --config {params.config:q} --out {output} > {log} 2>&1"

@@ -15,5 +15,5 @@ rule saliency:
     resources:
         gpu=config["resources"]["gpu"],
     shell:
-        "python -m sdtp saliency --settings {params.settings:q} {params.model_dir} --train {input.train}"
+        "{SDTP} saliency --settings {params.settings:q} {params.model_dir} --train {input.train}"
         " --out {output.scores} --sparsity {output.sparsity} > {log} 2>&1"

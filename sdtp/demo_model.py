@@ -275,21 +275,3 @@ def train_demo_model(out_dir: str | Path, config: dict | None = None) -> dict:
         tokenizer.save_pretrained(tmp)
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
-
-
-def add_arguments(parser) -> None:
-    from sdtp.settings import add_settings_arguments
-
-    add_settings_arguments(parser)
-    parser.add_argument("--out", required=True, help="directory to write the model, tokenizer and metrics.json into")
-
-
-def main(args) -> int:
-    """`python -m sdtp demo-model`: the config's `demo:` section overrides `DEFAULT_DEMO_CONFIG` (seed from `seed`)."""
-    overrides = {"seed": args.settings.get("seed", 0), **args.settings.get("demo", {})}
-    metrics = train_demo_model(args.out, overrides)
-    log.info(
-        "demo model written to %s: %d parameters, trained in %.0f s, held-out exact match %s",
-        args.out, metrics["num_parameters"], metrics["train_s"], json.dumps(metrics["exact_match"]),
-    )  # fmt: skip
-    return 0

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 from transformers import DynamicCache
-from transformers.masking_utils import create_causal_mask
 
+from sdtp.decoder import causal_mask, check_window, device_of, run_decoder_layer, synchronize
 from sdtp.schedule import KeepSchedule
 from sdtp.scorers import ScoreContext, Scorer
 
@@ -55,54 +55,12 @@ class PrefillResult:
         return [self.cache.get_seq_length(layer) for layer in range(len(self.cache.layers))]
 
 
-def _device_of(module: nn.Module) -> torch.device:
-    return next(module.parameters()).device
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _check_window(model: nn.Module, length: int) -> None:
-    """Sliding-window layers would count alive tokens, not original positions; refuse prompts longer than the window."""
-    config = model.config
-    window = getattr(config, "sliding_window", None)
-    layer_types = getattr(config, "layer_types", None) or []
-    windowed = window is not None and (not layer_types or "sliding_attention" in layer_types)
-    if windowed and length > window:
-        raise NotImplementedError(
-            f"prompt of {length} tokens exceeds the model's sliding window ({window}); the pruning engine supports "
-            "full attention only — set `sliding_window: null` in the model's config_overrides to run it with full attention"
-        )
-
-
-def _causal_mask(model: nn.Module, hidden_states: torch.Tensor):
-    """The backend's causal mask for a fresh sequence of hidden_states' length (None where SDPA/flash are causal)."""
-    # position_ids=None on purpose: pruned positions have gaps, which the mask helpers would read as packed sequences.
-    return create_causal_mask(
-        config=model.config, inputs_embeds=hidden_states, attention_mask=None, past_key_values=None, position_ids=None
-    )
-
-
-def _run_layer(layer: nn.Module, hidden, mask, positions, cache, position_embeddings) -> torch.Tensor:
-    out = layer(
-        hidden,
-        attention_mask=mask,
-        position_ids=positions[None],
-        past_key_values=cache,
-        use_cache=cache is not None,
-        position_embeddings=position_embeddings,
-    )
-    return out[0] if isinstance(out, tuple) else out
-
-
 def _last_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     """LM head on the last position only: never materialise (n, vocab) logits."""
     decoder = model.model
     last = hidden[:, -1:]
-    last = decoder.norm(last.to(_device_of(decoder.norm)))
-    return model.lm_head(last.to(_device_of(model.lm_head)))[:, -1].float()
+    last = decoder.norm(last.to(device_of(decoder.norm)))
+    return model.lm_head(last.to(device_of(model.lm_head)))[:, -1].float()
 
 
 @torch.no_grad()
@@ -110,7 +68,7 @@ def _prefill_layers(model, input_ids, schedule, scorer, time_scorer):
     decoder = model.model
     layers = decoder.layers
     n = input_ids.shape[1]
-    hidden = decoder.embed_tokens(input_ids.to(_device_of(decoder.embed_tokens)))
+    hidden = decoder.embed_tokens(input_ids.to(device_of(decoder.embed_tokens)))
     positions = torch.arange(n, device=hidden.device)
     cache = DynamicCache(config=model.config)
     kept_positions: list[torch.Tensor] = []
@@ -119,7 +77,7 @@ def _prefill_layers(model, input_ids, schedule, scorer, time_scorer):
     prunes = scorer.prunes and schedule.keep_ratio < 1.0
 
     for idx, layer in enumerate(layers):
-        device = _device_of(layer)
+        device = device_of(layer)
         if hidden.device != device:  # accelerate dispatch: hidden states follow each layer's device
             hidden, positions = hidden.to(device), positions.to(device)
             position_embeddings = mask = None
@@ -128,20 +86,20 @@ def _prefill_layers(model, input_ids, schedule, scorer, time_scorer):
             if position_embeddings is None:
                 position_embeddings = decoder.rotary_emb(hidden, positions[None])
             if time_scorer:
-                _synchronize(device)
+                synchronize(device)
                 start = time.perf_counter()
             scores = scorer.score(ScoreContext(model, idx, stage, hidden, positions, position_embeddings))
             keep = schedule.select(scores.to(device))
             if time_scorer:
-                _synchronize(device)
+                synchronize(device)
                 scorer_s += time.perf_counter() - start
             if keep.shape[0] < hidden.shape[1]:
                 hidden, positions = hidden[:, keep], positions[keep]
                 position_embeddings = mask = None
         if position_embeddings is None:
             position_embeddings = decoder.rotary_emb(hidden, positions[None])
-            mask = _causal_mask(model, hidden)
-        hidden = _run_layer(layer, hidden, mask, positions, cache, position_embeddings)
+            mask = causal_mask(model, hidden)
+        hidden = run_decoder_layer(layer, hidden, mask, positions, cache, position_embeddings)
         kept_positions.append(positions)
     return hidden, cache, kept_positions, scorer_s
 
@@ -172,7 +130,7 @@ def prefill_with_pruning(
     if n == 0:
         raise ValueError("input_ids is empty: the prompt needs at least one token")
     schedule.validate(len(model.model.layers))
-    _check_window(model, n)
+    check_window(model, n)
     scorer.begin(model, input_ids, schedule)
     hidden, cache, kept_positions, scorer_s = _prefill_layers(model, input_ids, schedule, scorer, time_scorer)
     with torch.no_grad():
@@ -197,15 +155,15 @@ def decode_step(model: nn.Module, cache: DynamicCache, token_id: torch.Tensor, p
         (1, vocab) float32 logits for the next token.
     """
     decoder = model.model
-    hidden = decoder.embed_tokens(token_id.to(_device_of(decoder.embed_tokens)))
+    hidden = decoder.embed_tokens(token_id.to(device_of(decoder.embed_tokens)))
     positions = torch.tensor([position], device=hidden.device)
     position_embeddings = decoder.rotary_emb(hidden, positions[None])
     for layer in decoder.layers:
-        device = _device_of(layer)
+        device = device_of(layer)
         if hidden.device != device:
             hidden, positions = hidden.to(device), positions.to(device)
             position_embeddings = decoder.rotary_emb(hidden, positions[None])
-        hidden = _run_layer(layer, hidden, None, positions, cache, position_embeddings)
+        hidden = run_decoder_layer(layer, hidden, None, positions, cache, position_embeddings)
     return _last_logits(model, hidden)
 
 

@@ -1,4 +1,4 @@
-"""`python -m sdtp saliency-check`: is gradient saliency a faithful measure of what pruning a token costs?
+"""Is gradient saliency a faithful measure of what pruning a token costs? (`python -m sdtp saliency-check`)
 
 SDTP trains its pruner to imitate π̂ = (∂T/∂x)·x. Whether that target marks the tokens pruning must keep is a property
 of the model, and it can be measured directly: the *removal effect* of prompt token j at prune layer l is
@@ -9,14 +9,13 @@ which is exactly what SDTP does to a token it prunes before layer l (its own hid
 T is stage 1's objective on the response tokens (`sdtp.saliency`). One batched forward of the model's own layers per
 `batch_size` tokens and layer; no gradients.
 
-The command compares each saliency reduction (`sum`, `abs_sum`) with the removal effect on held-out samples:
+`check_samples` compares each saliency reduction (`sum`, `abs_sum`) with the removal effect on held-out samples:
 Spearman over the prompt tokens, and where the *decisive* tokens — effect above 10% of the sample's largest — rank
 under the saliency (median rank / prompt length, 0 = top; recall in the top half).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 
@@ -25,8 +24,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from sdtp.engine import _check_window, _device_of, _run_layer
-from sdtp.saliency import REDUCTIONS, SaliencyConfig, token_saliency
+from sdtp.decoder import check_window, device_of, run_decoder_layer
+from sdtp.saliency import REDUCTIONS, token_saliency
+from sdtp.stats import spearman
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def _objective(model: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, obj
     output `hidden` (B, n, d); logits only where a label follows."""
     targets = labels[0, 1:].to(hidden.device)
     predicting = (targets != -100).nonzero().squeeze(1)
-    logits = model.lm_head(hidden[:, predicting].to(_device_of(model.lm_head))).float()  # (B, p, vocab)
+    logits = model.lm_head(hidden[:, predicting].to(device_of(model.lm_head))).float()  # (B, p, vocab)
     label = targets[predicting].to(logits.device)
     picked = logits.gather(-1, label[None, :, None].expand(logits.shape[0], -1, 1)).squeeze(-1)  # (B, p)
     if objective == "loss":
@@ -68,12 +68,12 @@ def removal_effect(
     """
     decoder = model.model
     n = input_ids.shape[1]
-    _check_window(model, n)
+    check_window(model, n)
     labelled = (labels[0] != -100).nonzero()
     if labelled.numel() == 0:
         raise ValueError("removal_effect needs labels: the effect is measured on the response tokens")
     prompt = int(labelled[0])
-    embeds = decoder.embed_tokens(input_ids.to(_device_of(decoder.embed_tokens)))
+    embeds = decoder.embed_tokens(input_ids.to(device_of(decoder.embed_tokens)))
     positions = torch.arange(n, device=embeds.device)
     position_embeddings = decoder.rotary_emb(embeds, positions[None])
     causal = torch.ones(n, n, dtype=torch.bool, device=embeds.device).tril()
@@ -84,13 +84,13 @@ def removal_effect(
         hidden = embeds.expand(key_bias.shape[0], -1, -1)
         pos, emb = positions, position_embeddings
         for idx, layer in enumerate(decoder.layers):
-            device = _device_of(layer)
+            device = device_of(layer)
             if hidden.device != device:
                 hidden, pos, emb = hidden.to(device), pos.to(device), tuple(e.to(device) for e in emb)
             bias = key_bias[:, idx].to(device=device, dtype=hidden.dtype)
             mask = torch.where(causal.to(device)[None], bias[:, None, :], torch.finfo(hidden.dtype).min)[:, None]
-            hidden = _run_layer(layer, hidden, mask, pos, None, emb)
-        return _objective(model, decoder.norm(hidden.to(_device_of(decoder.norm))), labels, objective)
+            hidden = run_decoder_layer(layer, hidden, mask, pos, None, emb)
+        return _objective(model, decoder.norm(hidden.to(device_of(decoder.norm))), labels, objective)
 
     num_layers = len(decoder.layers)
     full = run(torch.zeros(1, num_layers, n, device=embeds.device))[0]
@@ -108,8 +108,6 @@ def removal_effect(
 
 def compare(saliency: torch.Tensor, effect: torch.Tensor, threshold: float = 0.1) -> dict[str, float]:
     """How well |saliency| (prompt tokens) ranks the removal effect: Spearman, and the decisive tokens' ranks."""
-    from sdtp.train_pruner import spearman
-
     importance = saliency.abs()
     decisive = (effect > threshold * effect.max()).nonzero().squeeze(1) if effect.max() > 0 else torch.empty(0)
     rank = torch.empty(len(importance), dtype=torch.long)
@@ -127,7 +125,7 @@ def check_samples(
     model: nn.Module, samples: pd.DataFrame, layers: list[int], objective: str, batch_size: int = 32
 ) -> pd.DataFrame:
     """One row per (sample, layer, reduction) with `compare`'s columns; `samples` are train.parquet rows."""
-    device = _device_of(model.model.embed_tokens)
+    device = device_of(model.model.embed_tokens)
     rows = []
     for i, sample in enumerate(samples.itertuples(index=False)):
         ids = torch.tensor([list(sample.input_ids)], device=device)
@@ -140,38 +138,3 @@ def check_samples(
                 rows.append(dict(sample=int(sample.sample), layer=layer, reduction=reduction, **measured))
         log.info("saliency-check %d/%d samples", i + 1, len(samples))
     return pd.DataFrame(rows)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from sdtp.settings import add_settings_arguments
-
-    add_settings_arguments(parser)
-    parser.add_argument("--train", required=True, help="samples Parquet from `prepare-train`")
-    parser.add_argument("--samples", type=int, default=8, help="held-out samples to check (default 8)")
-    parser.add_argument("--batch-size", type=int, default=32, help="removed tokens per batched forward")
-    parser.add_argument("--out", required=True, help="Parquet: one row per (sample, layer, reduction)")
-
-
-def main(args: argparse.Namespace) -> int:
-    from sdtp.io import write_parquet
-    from sdtp.settings import load_run_model, schedule_for
-
-    settings, model, _ = load_run_model(args)
-    config = SaliencyConfig.from_dict(settings.get("saliency"))
-    layers = schedule_for(settings, model, 1.0).layers
-    rows = pd.read_parquet(args.train)
-    heldout = rows[rows.split == "heldout"].head(args.samples)
-    if heldout.empty:
-        raise ValueError(f"{args.train} has no held-out samples (split == 'heldout'); raise train_data.heldout_samples")
-    table = check_samples(model, heldout, layers, config.objective, args.batch_size)
-    summary = table.groupby(["layer", "reduction"]).agg(
-        spearman=("spearman", "mean"),
-        decisive_median_relative_rank=("decisive_median_relative_rank", "median"),
-        decisive_recall_top_half=("decisive_recall_top_half", "mean"),
-    )
-    log.info(
-        "objective %s, %d held-out samples, mean over samples:\n%s",
-        config.objective, len(heldout), summary.round(3).to_string(),
-    )
-    write_parquet(table, args.out)
-    return 0

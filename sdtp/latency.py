@@ -10,7 +10,6 @@ baseline at the same length, the per-layer cache lengths and bytes, and the stat
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import platform
@@ -22,7 +21,6 @@ import torch
 
 from sdtp.engine import decode_greedy, prefill_with_pruning
 from sdtp.flops import compression_ratio, ideal_speedup, kv_bytes_per_layer, prefill_flops
-from sdtp.io import write_parquet
 from sdtp.schedule import KeepSchedule
 from sdtp.timing import timed
 
@@ -170,38 +168,3 @@ def measure_latency(
 
 def rows_to_frame(rows: list[LatencyRow]) -> pd.DataFrame:
     return pd.DataFrame([dataclasses.asdict(row) for row in rows])
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from sdtp.settings import add_settings_arguments
-
-    add_settings_arguments(parser)
-    parser.add_argument("--method", required=True)
-    parser.add_argument("--ratio", type=float, required=True, help="keep ratio per stage (1.0 for baseline)")
-    parser.add_argument("--length", type=int, required=True, help="prompt length in tokens")
-    parser.add_argument("--pruner", default=None, help="pruner checkpoint directory (method sdtp)")
-    parser.add_argument("--out", required=True, help="Parquet file to write")
-
-
-def main(args: argparse.Namespace) -> int:
-    from sdtp.settings import load_run_model, schedule_for, scorer_for
-
-    settings, model, _ = load_run_model(args)
-    latency = settings["latency"]
-    schedule = schedule_for(settings, model, args.ratio)
-    scorer = scorer_for(settings, args.method, args.pruner)
-    rows = measure_latency(
-        model,
-        model_name=settings["model"]["name"],
-        method=args.method,
-        scorer=scorer,
-        schedule=schedule,
-        length=args.length,
-        warmup=latency["warmup"],
-        repeats=latency["repeats"],
-        new_tokens=latency["new_tokens"],
-        seed=settings["seed"],
-    )
-    write_parquet(rows_to_frame(rows), args.out)
-    log.info("wrote %d rows to %s", len(rows), args.out)
-    return 0

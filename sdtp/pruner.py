@@ -80,7 +80,7 @@ class PruningModule(nn.Module):
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "PruningModule":
+    def load(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> PruningModule:
         """Read a checkpoint written by `save`; a clear error names what is missing or wrong."""
         directory = Path(directory)
         meta_path, weights_path = directory / META_FILE, directory / WEIGHTS_FILE

@@ -52,9 +52,9 @@ class SaliencyConfig:
             raise ValueError(f"saliency.reduction = {self.reduction!r} must be one of {', '.join(REDUCTIONS)}")
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "SaliencyConfig":
+    def from_dict(cls, d: dict | None) -> SaliencyConfig:
         """Build from the config's `saliency:` mapping (None = defaults), rejecting keys this class does not know."""
-        from sdtp.settings import section_from_dict
+        from sdtp.sections import section_from_dict
 
         return section_from_dict(cls, "saliency", d)
 
@@ -141,49 +141,3 @@ def sparsity(saliency: torch.Tensor, threshold: float = 0.1) -> float:
     if peak == 0:
         return 0.0
     return float((magnitude > threshold * peak).float().mean())
-
-
-def add_arguments(parser) -> None:
-    from sdtp.settings import add_settings_arguments
-
-    add_settings_arguments(parser)
-    parser.add_argument("--train", required=True, help="samples Parquet from `prepare-train`")
-    parser.add_argument("--out", required=True, help="Parquet: one row per (sample, layer) with the saliency list")
-    parser.add_argument("--sparsity", required=True, help="Parquet: per (sample, layer) sparsity")
-
-
-def main(args) -> int:
-    import logging
-    import time
-
-    import pandas as pd
-
-    from sdtp.io import write_parquet
-    from sdtp.settings import load_run_model, schedule_for
-
-    log = logging.getLogger(__name__)
-    settings, model, _ = load_run_model(args)
-    config = SaliencyConfig.from_dict(settings.get("saliency"))
-    layers = schedule_for(settings, model, 1.0).layers
-    device = next(model.parameters()).device
-    samples = pd.read_parquet(args.train)
-    log.info("saliency of %d samples at layers %s, %s", len(samples), layers, config)
-    score_rows, sparsity_rows = [], []
-    start = time.perf_counter()
-    for i, sample in enumerate(samples.itertuples(index=False)):
-        ids = torch.tensor([list(sample.input_ids)], device=device)
-        labels = torch.tensor([list(sample.labels)], device=device)
-        saliency = token_saliency(
-            model, ids, layers, labels=labels, objective=config.objective, reduction=config.reduction
-        )
-        for layer, scores in saliency.items():
-            score_rows.append(dict(split=sample.split, sample=sample.sample, layer=layer, scores=scores.tolist()))
-            sparsity_rows.append(
-                dict(model=settings["model"]["name"], split=sample.split, sample=sample.sample, layer=layer,
-                     tokens=len(scores), sparsity=sparsity(scores))
-            )
-        if (i + 1) % 10 == 0 or i + 1 == len(samples):
-            log.info("saliency %d/%d samples, %.1f s", i + 1, len(samples), time.perf_counter() - start)
-    write_parquet(pd.DataFrame(score_rows), args.out)
-    write_parquet(pd.DataFrame(sparsity_rows), args.sparsity)
-    return 0

@@ -55,7 +55,7 @@ class KeepSchedule:
     @classmethod
     def from_config(
         cls, start: int, step: int, stages: int, keep_ratio: float, num_layers: int, **kwargs
-    ) -> "KeepSchedule":
+    ) -> KeepSchedule:
         """The paper's layout: `stages` prune points at layers start, start+step, …; all must exist in the model."""
         if stages < 0:
             raise ValueError(f"stages must be >= 0, got {stages}")

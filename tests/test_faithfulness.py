@@ -1,22 +1,13 @@
+"""Removal effects (deleting a token from a layer on) and how gradient saliency ranks the decisive tokens."""
+
 from __future__ import annotations
 
-import json
-
-import pandas as pd
 import pytest
 import torch
-from tiny_models import TINY_MODEL_SETTINGS, make_tiny_model, save_tiny_model
+from tiny_models import make_tiny_model, prompt_and_answer
 
-from sdtp.cli import main as cli_main
 from sdtp.faithfulness import compare, removal_effect
 from sdtp.saliency import label_logit, lm_loss
-
-
-def prompt_and_answer(vocab: int, prompt: int, answer: int, seed: int):
-    ids = torch.randint(4, vocab, (1, prompt + answer), generator=torch.Generator().manual_seed(seed))
-    labels = ids.clone()
-    labels[:, :prompt] = -100
-    return ids, labels
 
 
 @pytest.mark.parametrize("objective", ["logit", "loss"])
@@ -64,23 +55,3 @@ def test_compare_ranks_the_decisive_tokens():
     assert measured["decisive_recall_top_half"] == 1.0
     bad = torch.tensor([9.0, 0.0, 8.0, 7.0, 0.1, 6.0, 5.0, 4.0])
     assert compare(bad, effect)["decisive_recall_top_half"] == 0.0
-
-
-def test_saliency_check_command_writes_one_row_per_sample_layer_and_reduction(tmp_path):
-    model = save_tiny_model(tmp_path / "model")
-    rows = []
-    for sample in range(3):
-        ids, labels = prompt_and_answer(model.config.vocab_size, 20, 3, seed=sample)
-        rows.append(dict(split="train" if sample == 0 else "heldout", sample=sample, _id=str(sample), tokens=23,
-                         input_ids=ids[0].tolist(), labels=labels[0].tolist()))
-    pd.DataFrame(rows).to_parquet(tmp_path / "train.parquet")
-    settings = {"seed": 0, "model": TINY_MODEL_SETTINGS, "schedule": {"start": 1, "step": 1, "stages": 2},
-                "saliency": {"reduction": "abs_sum"}}
-    out = tmp_path / "check.parquet"
-    code = cli_main(["saliency-check", "--settings", json.dumps(settings), "--model-dir", str(tmp_path / "model"),
-                     "--train", str(tmp_path / "train.parquet"), "--out", str(out)])
-    assert code == 0
-    table = pd.read_parquet(out)
-    assert len(table) == 2 * 2 * 2  # 2 held-out samples × layers 1, 2 × reductions sum, abs_sum
-    assert set(table["sample"]) == {1, 2} and set(table.reduction) == {"sum", "abs_sum"}
-    assert table.spearman.between(-1, 1).all()

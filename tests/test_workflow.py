@@ -176,7 +176,7 @@ def test_schema_lists_exactly_the_demo_and_pruner_keys():
     import yaml
 
     from sdtp.demo_model import DEFAULT_DEMO_CONFIG
-    from sdtp.train_pruner import PrunerTrainConfig
+    from sdtp.pruner_training import PrunerTrainConfig
 
     schema = yaml.safe_load((REPO / "schemas" / "config.schema.yaml").read_text())["properties"]
     assert set(schema["demo"]["properties"]) == set(DEFAULT_DEMO_CONFIG)

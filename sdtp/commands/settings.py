@@ -10,24 +10,12 @@ import argparse
 import json
 import logging
 
+from sdtp.models import load_model
+from sdtp.saliency import SaliencyConfig
 from sdtp.schedule import KeepSchedule
+from sdtp.scorers import get_scorer
 
 log = logging.getLogger(__name__)
-
-
-def section_from_dict(cls, section: str, values: dict | None):
-    """Build dataclass `cls` from the config section `section` (None = defaults), naming any key it does not know."""
-    import dataclasses
-
-    values = dict(values or {})
-    valid = [f.name for f in dataclasses.fields(cls)]
-    unknown = [key for key in values if key not in valid]
-    if unknown:
-        raise ValueError(
-            f"unknown {section} config key{'s' if len(unknown) > 1 else ''} {', '.join(repr(k) for k in unknown)} in "
-            f"config section `{section}`; valid keys: {', '.join(valid)}"
-        )
-    return cls(**values)
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,13 +37,11 @@ def model_spec(settings: dict, model_dir: str | None = None) -> dict:
 
 def load_run_model(args: argparse.Namespace):
     """Claim a GPU from the pool (before torch touches CUDA), then load the model: (settings, model, tokenizer)."""
-    from sdtp.gpu import claim_device
+    from sdtp.commands.gpu_pool import claim_device
 
     device = claim_device()
     if device is not None:
         log.info("claimed GPU %s", device)
-    from sdtp.models import load_model
-
     model, tokenizer = load_model(model_spec(args.settings, args.model_dir))
     return args.settings, model, tokenizer
 
@@ -74,9 +60,6 @@ def schedule_for(settings: dict, model, keep_ratio: float) -> KeepSchedule:
 
 def scorer_for(settings: dict, method: str, pruner_dir: str | None):
     """The scorer of `method`; the oracle marks tokens as stage 1 does (the `saliency` section, when passed)."""
-    from sdtp.saliency import SaliencyConfig
-    from sdtp.scorers import get_scorer
-
     return get_scorer(
         method, seed=settings.get("seed", 0), checkpoint=pruner_dir,
         saliency=SaliencyConfig.from_dict(settings.get("saliency")),

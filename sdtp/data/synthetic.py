@@ -40,53 +40,23 @@ import random
 # --- the closed world -------------------------------------------------------------------------------------------------
 
 FILLER_WORDS: tuple[str, ...] = tuple(
-    """
-    a about above across after again against all almost along also always among an another around as at away back bad
-    be because been before behind being below best better between big both bright but by came can carry change clear
-    close cold come could dark day deep did different does done down during each early earth easy end enough even ever
-    every far fast few field find first follow for found free from full gave get go good great green ground group grow
-    had half hand hard has have he heard help her here high hill him his hold home house how i idea if into it its just
-    keep kind knew know land large last late later learn leave left less let life light like line little live long look
-    low made make many may mean might mind more morning most move much must my near need never new next night no now
-    number often old on once one open or order our out over own page paper part people picture place plant play point
-    possible put quick quiet rain real rest right river road rock room round run said same saw say sea second see seem
-    set she short should show side since small so some something sometimes song soon sound spring stand start state
-    still stone story street strong such sun sure table take talk tell than that them then there these they thing think
-    this those thought three through time to together told too took toward tree try turn two under until up upon us use
-    very walk wall want warm was watch water way we well went were when which while white who why wide will wind with
-    without wood word work world would write year yes yet you young
-    """.split()
+    ["a", "about", "above", "across", "after", "again", "against", "all", "almost", "along", "also", "always", "among", "an", "another", "around", "as", "at", "away", "back", "bad", "be", "because", "been", "before", "behind", "being", "below", "best", "better", "between", "big", "both", "bright", "but", "by", "came", "can", "carry", "change", "clear", "close", "cold", "come", "could", "dark", "day", "deep", "did", "different", "does", "done", "down", "during", "each", "early", "earth", "easy", "end", "enough", "even", "ever", "every", "far", "fast", "few", "field", "find", "first", "follow", "for", "found", "free", "from", "full", "gave", "get", "go", "good", "great", "green", "ground", "group", "grow", "had", "half", "hand", "hard", "has", "have", "he", "heard", "help", "her", "here", "high", "hill", "him", "his", "hold", "home", "house", "how", "i", "idea", "if", "into", "it", "its", "just", "keep", "kind", "knew", "know", "land", "large", "last", "late", "later", "learn", "leave", "left", "less", "let", "life", "light", "like", "line", "little", "live", "long", "look", "low", "made", "make", "many", "may", "mean", "might", "mind", "more", "morning", "most", "move", "much", "must", "my", "near", "need", "never", "new", "next", "night", "no", "now", "number", "often", "old", "on", "once", "one", "open", "or", "order", "our", "out", "over", "own", "page", "paper", "part", "people", "picture", "place", "plant", "play", "point", "possible", "put", "quick", "quiet", "rain", "real", "rest", "right", "river", "road", "rock", "room", "round", "run", "said", "same", "saw", "say", "sea", "second", "see", "seem", "set", "she", "short", "should", "show", "side", "since", "small", "so", "some", "something", "sometimes", "song", "soon", "sound", "spring", "stand", "start", "state", "still", "stone", "story", "street", "strong", "such", "sun", "sure", "table", "take", "talk", "tell", "than", "that", "them", "then", "there", "these", "they", "thing", "think", "this", "those", "thought", "three", "through", "time", "to", "together", "told", "too", "took", "toward", "tree", "try", "turn", "two", "under", "until", "up", "upon", "us", "use", "very", "walk", "wall", "want", "warm", "was", "watch", "water", "way", "we", "well", "went", "were", "when", "which", "while", "white", "who", "why", "wide", "will", "wind", "with", "without", "wood", "word", "work", "world", "would", "write", "year", "yes", "yet", "you", "young"]
 )
 
 NAMES: tuple[str, ...] = tuple(
-    """
-    alice bruno carla dmitri elena farid greta hugo irene jonas kira lars mila nadia oscar petra quentin rosa samir
-    tomas ursula viktor wanda xavier yusuf zelda anton bianca cyril daria emil fiona gustav helga igor jana konrad
-    leona marek nora otto paula rufus selma theo una vera walter yara zeno agnes boris clara
-    """.split()
+    ["alice", "bruno", "carla", "dmitri", "elena", "farid", "greta", "hugo", "irene", "jonas", "kira", "lars", "mila", "nadia", "oscar", "petra", "quentin", "rosa", "samir", "tomas", "ursula", "viktor", "wanda", "xavier", "yusuf", "zelda", "anton", "bianca", "cyril", "daria", "emil", "fiona", "gustav", "helga", "igor", "jana", "konrad", "leona", "marek", "nora", "otto", "paula", "rufus", "selma", "theo", "una", "vera", "walter", "yara", "zeno", "agnes", "boris", "clara"]
 )
 
 CITIES: tuple[str, ...] = tuple(
-    """
-    amsterdam berlin cairo dublin edinburgh florence geneva hamburg istanbul jakarta kyoto lisbon madrid nairobi oslo
-    prague quito riga santiago tokyo utrecht vienna warsaw zagreb athens bergen chicago delhi essen frankfurt glasgow
-    helsinki
-    """.split()
+    ["amsterdam", "berlin", "cairo", "dublin", "edinburgh", "florence", "geneva", "hamburg", "istanbul", "jakarta", "kyoto", "lisbon", "madrid", "nairobi", "oslo", "prague", "quito", "riga", "santiago", "tokyo", "utrecht", "vienna", "warsaw", "zagreb", "athens", "bergen", "chicago", "delhi", "essen", "frankfurt", "glasgow", "helsinki"]
 )
 
 COLORS: tuple[str, ...] = tuple(
-    """
-    amber azure beige black blue bronze coral crimson cyan emerald golden gray indigo ivory jade lavender lemon lilac
-    magenta maroon navy olive orange pink purple red ruby scarlet silver teal violet yellow
-    """.split()
+    ["amber", "azure", "beige", "black", "blue", "bronze", "coral", "crimson", "cyan", "emerald", "golden", "gray", "indigo", "ivory", "jade", "lavender", "lemon", "lilac", "magenta", "maroon", "navy", "olive", "orange", "pink", "purple", "red", "ruby", "scarlet", "silver", "teal", "violet", "yellow"]
 )
 
 ANIMALS: tuple[str, ...] = tuple(
-    """
-    badger beaver bison camel cobra condor coyote crane dolphin eagle falcon ferret gecko gorilla hawk heron hyena
-    jaguar koala lemur leopard llama lynx moose otter panda parrot pelican penguin rabbit raven salmon seal shark tiger
-    turtle walrus weasel whale wolf yak zebra
-    """.split()
+    ["badger", "beaver", "bison", "camel", "cobra", "condor", "coyote", "crane", "dolphin", "eagle", "falcon", "ferret", "gecko", "gorilla", "hawk", "heron", "hyena", "jaguar", "koala", "lemur", "leopard", "llama", "lynx", "moose", "otter", "panda", "parrot", "pelican", "penguin", "rabbit", "raven", "salmon", "seal", "shark", "tiger", "turtle", "walrus", "weasel", "whale", "wolf", "yak", "zebra"]
 )
 
 NUMBERS: tuple[str, ...] = tuple(str(i) for i in range(10, 40))  # small: a tiny model learns to copy from few values faster

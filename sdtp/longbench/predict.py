@@ -16,19 +16,17 @@ lists.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from sdtp.decoder import device_of
 from sdtp.engine import decode_greedy, prefill_with_pruning
 from sdtp.flops import compression_ratio
 from sdtp.longbench.prompts import encode_record
-from sdtp.longbench.records import read_jsonl, write_jsonl
-from sdtp.longbench.tasks import TaskSpec, get_task
+from sdtp.longbench.tasks import TaskSpec
 from sdtp.schedule import KeepSchedule
 from sdtp.timing import timed
 
@@ -62,11 +60,7 @@ class PredictionRow:
     new_tokens: int
 
 
-def _device_of(model) -> torch.device:
-    return next(model.parameters()).device
-
-
-def _ensure_eos(model, tokenizer) -> None:
+def ensure_eos(model, tokenizer) -> None:
     """Stop at the tokenizer's EOS when the model's generation config names none (what `generate` would also miss)."""
     generation_config = getattr(model, "generation_config", None)
     has_eos = getattr(generation_config, "eos_token_id", None) is not None
@@ -88,7 +82,7 @@ def predict_record(
     model, tokenizer, task: TaskSpec, record: dict, schedule: KeepSchedule, scorer, max_input_tokens: int
 ) -> PredictionRow:
     """Encode, prefill with pruning (timed), decode greedily; one `PredictionRow`."""
-    device = _device_of(model)
+    device = device_of(model)
     ids = encode_record(task, record, tokenizer, max_input_tokens)
     input_ids = torch.tensor([ids], dtype=torch.long, device=device)
     if hasattr(scorer, "set_reference"):  # the oracle's saliency is that of the reference answer (its loss)
@@ -123,7 +117,7 @@ def predict_task(
     """Predictions for `records` in order, after one untimed warm-up prefill; progress logged every ~10 records."""
     if not records:
         return []
-    device = _device_of(model)
+    device = device_of(model)
     warmup_ids = encode_record(task, records[0], tokenizer, max_input_tokens)
     prefill_with_pruning(model, torch.tensor([warmup_ids], dtype=torch.long, device=device), schedule, scorer)
     rows: list[PredictionRow] = []
@@ -138,49 +132,3 @@ def predict_task(
                 label, task.name, i, len(records), total_prefill_s / i, row.prompt_tokens, row.new_tokens,
             )
     return rows
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from sdtp.settings import add_settings_arguments
-
-    add_settings_arguments(parser)
-    parser.add_argument("--pruner", default=None, help="pruner checkpoint directory (method sdtp)")
-    parser.add_argument("--method", required=True)
-    parser.add_argument("--ratio", type=float, required=True, help="keep ratio per stage (1.0 for baseline)")
-    parser.add_argument("--task", required=True, help="task name (LongBench v1 or synthetic)")
-    parser.add_argument("--records", required=True, help="the task's records (JSONL, from task-records)")
-    parser.add_argument("--out", required=True, help="JSONL file to write")
-
-
-def main(args: argparse.Namespace) -> int:
-    from sdtp.settings import load_run_model, schedule_for, scorer_for
-
-    task = get_task(args.task)  # fail on a bad task name before loading the model
-    records = read_jsonl(args.records)
-    if not records:
-        raise ValueError(f"{args.records} holds no records for task {args.task!r}")
-    settings, model, tokenizer = load_run_model(args)
-    if tokenizer is None:
-        raise ValueError(f"model {settings['model'].get('name')!r} has no tokenizer: LongBench prompts cannot be encoded")
-    _ensure_eos(model, tokenizer)
-    scorer = scorer_for(settings, args.method, args.pruner)
-    keep_ratio = args.ratio if scorer.prunes else 1.0
-    schedule = schedule_for(settings, model, keep_ratio)
-    log.info(
-        "%s on %s: %d records, keep ratio %s at layers %s, max %d input tokens, max %d new tokens",
-        args.method, task.name, len(records), keep_ratio, schedule.layers if scorer.prunes else [],
-        settings["longbench"]["max_input_tokens"], task.max_new_tokens,
-    )
-    rows = predict_task(
-        model,
-        tokenizer,
-        task,
-        records,
-        schedule,
-        scorer,
-        settings["longbench"]["max_input_tokens"],
-        label=f"{args.method} r={keep_ratio} ",
-    )
-    write_jsonl((dataclasses.asdict(row) for row in rows), args.out)
-    log.info("wrote %d predictions to %s", len(rows), args.out)
-    return 0

@@ -14,7 +14,6 @@ Settings (`--settings`): {"seed": int, "longbench": {"source", "data_dir", "max_
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from collections.abc import Iterable
@@ -30,10 +29,9 @@ SOURCES = ("synthetic", "v1")
 
 def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> Path:
     """Write one JSON object per line, atomically (UTF-8, non-ASCII kept as is)."""
-    with atomic_path(path) as tmp:
-        with tmp.open("w", encoding="utf-8") as f:
-            for record in records:
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
     return Path(path)
 
 
@@ -92,19 +90,3 @@ def task_records(task: str, settings: dict) -> list[dict[str, Any]]:
     if source == "v1":
         return _v1_records(task, section)
     raise ValueError(f"longbench.source = {source!r} must be one of {', '.join(SOURCES)}")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--settings", required=True, type=json.loads, help="JSON object with the config sections this job reads"
-    )
-    parser.add_argument("--task", required=True, help="task name (LongBench v1 or synthetic)")
-    parser.add_argument("--out", required=True, help="JSONL file to write")
-
-
-def main(args: argparse.Namespace) -> int:
-    records = task_records(args.task, args.settings)
-    write_jsonl(records, args.out)
-    source = args.settings["longbench"].get("source", "synthetic")
-    log.info("wrote %d records of %s (source %s) to %s", len(records), args.task, source, args.out)
-    return 0

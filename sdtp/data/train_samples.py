@@ -8,12 +8,9 @@ Samples longer than `max_tokens` are skipped (and counted in the log), never cut
 
 from __future__ import annotations
 
-import argparse
 import logging
 
 import pandas as pd
-
-from sdtp.io import write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -61,25 +58,3 @@ def build_samples(tokenizer, section: dict, seed: int) -> pd.DataFrame:
         )
     log.info("%d samples (%d skipped as longer than %d tokens)", len(rows), skipped, section["max_tokens"])
     return pd.DataFrame(rows)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from sdtp.settings import add_settings_arguments
-
-    add_settings_arguments(parser)
-    parser.add_argument("--out", required=True)
-
-
-def main(args: argparse.Namespace) -> int:
-    from sdtp.models import load_tokenizer
-    from sdtp.settings import model_spec
-
-    settings = args.settings
-    spec = model_spec(settings, args.model_dir)
-    tokenizer = load_tokenizer(spec)
-    if tokenizer is None:
-        raise ValueError(f"model {spec['id']!r} has no tokenizer: training samples cannot be tokenised")
-    samples = build_samples(tokenizer, settings["train_data"], settings["seed"])
-    write_parquet(samples, args.out)
-    log.info("wrote %s", args.out)
-    return 0

@@ -1,47 +1,45 @@
 """LongBench path end to end: fixture data.zip -> task-records -> longbench-predict (tiny model) -> longbench-score.
 
-One module-scoped run drives the real commands through `sdtp.cli.main` (hub download faked, a tiny Qwen2 and a
-word-level tokenizer saved with `save_pretrained`); the tests below check its outputs. Smaller tests cover the
-synthetic records, EOS stopping and the scoring of hand-made predictions.
+One module-scoped run drives the real commands through `sdtp.commands.cli.main` (hub download faked, a tiny Qwen2 and a
+word-level tokenizer saved with `save_pretrained`); the tests below check its outputs.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import subprocess
-import sys
 import types
-import zipfile
 
 import pandas as pd
 import pytest
 import torch
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+from tiny_models import (
+    ASSISTANT,
+    V1_TASKS,
+    fixture_record,
+    make_fixture_model,
+    make_fixture_tokenizer,
+    make_fixture_zip,
+    run_cli,
+)
 from transformers import PreTrainedTokenizerFast
 
-from sdtp import cli
+from sdtp.commands import gpu_pool
 from sdtp.data.synthetic import SYNTHETIC_TASKS, generate_records
 from sdtp.longbench import data as lb_data
-from sdtp.longbench.predict import predict_record
 from sdtp.longbench.prompts import build_prompt, encode_record
-from sdtp.longbench.score import score_predictions
 from sdtp.longbench.tasks import get_task
 from sdtp.schedule import KeepSchedule
-from sdtp.scorers import get_scorer
-from tiny_models import make_tiny_model
 
-V1_TASKS = ("hotpotqa", "triviaqa")  # hotpotqa gets the chat template, triviaqa (few-shot) does not
 METHODS = {"baseline": "1.0", "random": "0.5"}
+
+
 MAX_INPUT_TOKENS = 96
+
+
 MAX_SAMPLES = 2
-EOS, PAD, BOS, UNK, USER, ASSISTANT = "</s>", "<pad>", "<s>", "<unk>", "<|user|>", "<|assistant|>"
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<|user|>{{ message['content'] }}{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
-WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa".split()
+
+
 SETTINGS_MODEL = {
     "name": "tiny",
     "source": "demo",
@@ -50,89 +48,21 @@ SETTINGS_MODEL = {
     "device": "cpu",
     "weights": "pretrained",
 }
+
+
 SCHEDULE = {"layers": [1, 2], "sink_tokens": 2, "local_ratio": 0.1, "min_local": 2}
+
+
 SCORE_COLUMNS = [
     "model", "method", "keep_ratio", "task", "metric", "score", "n", "score_0_4k", "score_4_8k", "score_8k_plus",
     "mean_prompt_tokens", "mean_compression_ratio", "mean_prefill_s",
 ]
+
+
 PREDICTION_FIELDS = {
     "_id", "pred", "answers", "all_classes", "length", "prompt_tokens", "tokens_per_layer", "compression_ratio",
     "prefill_s", "new_tokens",
 }
-
-
-# --- fixtures: data, tokenizer, model ---------------------------------------------------------------------------------
-
-
-def fixture_record(task: str, i: int) -> dict:
-    """Record i of a fixture task: record 0 is long (the prompt gets truncated), the others short. Lengths 3000 + 2000 i
-    put the first two records in LongBench-E buckets 0-4k and 4-8k."""
-    num_words = 150 if i == 0 else 40
-    context = " ".join(WORDS[(i + k) % len(WORDS)] for k in range(num_words))
-    return {
-        "input": f"which word follows {WORDS[i]} ?",
-        "context": context,
-        "answers": [WORDS[i + 1]],
-        "length": 3000 + 2000 * i,
-        "dataset": task,
-        "language": "en",
-        "all_classes": None,
-        "_id": f"{task}-{i}",
-    }
-
-
-def make_fixture_zip(path):
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("data/", "")
-        for task in V1_TASKS:
-            zf.writestr(f"data/{task}.jsonl", "".join(json.dumps(fixture_record(task, i)) + "\n" for i in range(3)))
-    return path
-
-
-def make_tokenizer() -> PreTrainedTokenizerFast:
-    """Word-level tokenizer over the fixture's words and the two tasks' templates; `<s>` prepended; EOS is id 0 and a
-    simple chat template wraps a user turn in <|user|> … <|assistant|>."""
-    normalizer = normalizers.Lowercase()
-    pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation(behavior="isolated")]
-    )
-    vocab = [EOS, PAD, BOS, UNK, USER, ASSISTANT]
-    texts = [get_task(t).prompt_template for t in V1_TASKS] + [" ".join(WORDS), "which word follows ?"]
-    for text in texts:
-        for token, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)):
-            if token not in vocab:
-                vocab.append(token)
-    ids = {token: i for i, token in enumerate(vocab)}
-    backend = Tokenizer(models.WordLevel(vocab=ids, unk_token=UNK))
-    backend.normalizer = normalizer
-    backend.pre_tokenizer = pre_tokenizer
-    backend.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", special_tokens=[(BOS, ids[BOS])])
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token=BOS,
-        eos_token=EOS,
-        unk_token=UNK,
-        pad_token=PAD,
-        additional_special_tokens=[USER, ASSISTANT],
-        model_max_length=1_000_000,
-    )
-    tokenizer.chat_template = CHAT_TEMPLATE
-    return tokenizer
-
-
-def make_model(tokenizer):
-    return make_tiny_model(
-        "qwen2",
-        attn="sdpa",
-        vocab_size=len(tokenizer),
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-
-
-def run_cli(*argv: str) -> None:
-    assert cli.main([*map(str, argv)]) == 0
 
 
 @pytest.fixture(scope="module")
@@ -140,9 +70,9 @@ def pipeline(tmp_path_factory):
     """Run task-records (v1 via the faked hub, and synthetic), predict and score; return the paths."""
     root = tmp_path_factory.mktemp("pipeline")
     archive = make_fixture_zip(root / "data.zip")
-    tokenizer = make_tokenizer()
+    tokenizer = make_fixture_tokenizer()
     model_dir = root / "model"
-    make_model(tokenizer).save_pretrained(model_dir)
+    make_fixture_model(tokenizer).save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     hub_calls = []
 
@@ -166,8 +96,7 @@ def pipeline(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)  # data_dir null extracts into ./resources/longbench
         mp.setattr(lb_data, "hf_hub_download", fake_download)
-        if importlib.util.find_spec("sdtp.gpu") is None:  # the GPU pool module may not exist yet: a CPU no-op
-            mp.setitem(sys.modules, "sdtp.gpu", types.SimpleNamespace(claim_device=lambda: None))
+        mp.setattr(gpu_pool, "claim_device", lambda: None)  # CPU run: no GPU pool
         for task in V1_TASKS:
             run_cli("task-records", "--settings", json.dumps(record_settings), "--task", task,
                     "--out", root / "tasks" / f"{task}.jsonl")
@@ -193,9 +122,6 @@ def score_row(pipeline, method, task) -> pd.Series:
     frame = pd.read_parquet(pipeline.root / "longbench" / method / f"{task}.score.parquet")
     assert len(frame) == 1
     return frame.iloc[0]
-
-
-# --- the end-to-end run ------------------------------------------------------------------------------------------------
 
 
 def test_task_records_from_the_downloaded_zip(pipeline):
@@ -281,90 +207,3 @@ def test_synthetic_task_runs_through_the_same_path(pipeline):
     expected = generate_records("synthetic_passkey", n=MAX_SAMPLES, context_words=80, seed=0)
     assert [row["_id"] for row in rows] == [r["_id"] for r in expected]
     assert all(row["new_tokens"] <= SYNTHETIC_TASKS["synthetic_passkey"]["max_new_tokens"] for row in rows)
-
-
-# --- smaller pieces ----------------------------------------------------------------------------------------------------
-
-
-def test_synthetic_tasks_are_registered_without_importing_torch():
-    for name, entry in SYNTHETIC_TASKS.items():
-        spec = get_task(name)
-        assert spec.metric_name == entry["metric"] and spec.max_new_tokens == entry["max_new_tokens"]
-        assert not spec.uses_chat_template and spec.language == "en"
-    code = "import sys, sdtp.longbench.tasks; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_synthetic_task_records_are_deterministic(tmp_path):
-    def run(seed: int, name: str, max_samples=None):
-        settings = {
-            "seed": seed,
-            "longbench": {
-                "source": "synthetic", "data_dir": None, "max_samples": max_samples, "context_words": 100,
-                "synthetic_records": 4,
-            },
-        }
-        out = tmp_path / name
-        run_cli("task-records", "--settings", json.dumps(settings), "--task", "synthetic_needle_qa", "--out", out)
-        return out.read_text()
-
-    first, again, other = run(0, "a.jsonl"), run(0, "b.jsonl"), run(1, "c.jsonl")
-    assert first == again != other
-    records = [json.loads(line) for line in first.splitlines()]
-    assert records == generate_records("synthetic_needle_qa", n=4, context_words=100, seed=0)
-    assert run(0, "d.jsonl", max_samples=2).splitlines() == first.splitlines()[:2]
-
-
-@pytest.mark.parametrize(
-    ("source", "task", "message"),
-    [
-        ("synthetic", "hotpotqa", "not a synthetic task"),
-        ("synthetic", "no_such_task", "not a synthetic task"),
-        ("v1", "no_such_task", "unknown LongBench task 'no_such_task'"),
-        ("v1", "synthetic_passkey", "is a synthetic task"),
-    ],
-)
-def test_unknown_task_is_a_clear_error(tmp_path, source, task, message):
-    settings = {
-        "seed": 0,
-        "longbench": {"source": source, "data_dir": str(tmp_path), "max_samples": None, "context_words": 100,
-                      "synthetic_records": 2},
-    }
-    out = tmp_path / "out.jsonl"
-    with pytest.raises(ValueError, match=message):
-        run_cli("task-records", "--settings", json.dumps(settings), "--task", task, "--out", out)
-    assert not out.exists()
-
-
-def test_decoding_stops_at_eos():
-    """A model whose final norm is zero gives all-zero logits: the argmax is id 0, the EOS, at the first step."""
-    tokenizer = make_tokenizer()
-    model = make_model(tokenizer)
-    with torch.no_grad():
-        model.model.norm.weight.zero_()
-    schedule = KeepSchedule([1, 2], 1.0)
-    row = predict_record(
-        model, tokenizer, get_task("hotpotqa"), fixture_record("hotpotqa", 1), schedule, get_scorer("baseline"), 96
-    )
-    assert row.new_tokens == 1 and row.pred == ""
-
-
-def test_score_of_handmade_predictions():
-    def rows(preds, answers, lengths):
-        return [
-            {"pred": p, "answers": a, "length": n, "all_classes": None, "prompt_tokens": 10, "compression_ratio": 2.0,
-             "prefill_s": 0.5}
-            for p, a, n in zip(preds, answers, lengths)
-        ]
-
-    # triviaqa scores only the first line; F1 of "echo" against "echo foxtrot" is 2/3
-    row = score_predictions(
-        rows(["bravo\ncharlie", "echo", "x"], [["bravo"], ["echo foxtrot"], ["y"]], [100, 5000, 9000]),
-        model="m", method="random", keep_ratio=0.5, task="triviaqa",
-    )
-    assert row.score == round(100 * (1 + 2 / 3 + 0) / 3, 2)
-    assert (row.score_0_4k, row.score_4_8k, row.score_8k_plus) == (100.0, 66.67, 0.0)
-    assert row.n == 3 and row.metric == "qa_f1_score" and row.keep_ratio == 0.5
-    assert row.mean_compression_ratio == 2.0 and row.mean_prefill_s == 0.5
-    with pytest.raises(ValueError, match="no predictions"):
-        score_predictions([], model="m", method="baseline", keep_ratio=1.0, task="triviaqa")

@@ -1,15 +1,12 @@
-from __future__ import annotations
+"""Gradient saliency (stage 1): π̂ against finite differences and autograd by hand, objectives, reductions, config."""
 
-import json
+from __future__ import annotations
 
 import pytest
 import torch
 from tiny_models import make_tiny_model
 
-from sdtp.pruner import PruningModule
 from sdtp.saliency import lm_loss, token_saliency
-from sdtp.schedule import KeepSchedule
-from sdtp.scorers import get_scorer
 
 
 def loss_with_scaled_token(model, ids, layer, token, eps):
@@ -128,98 +125,3 @@ def test_saliency_respects_labels():
     saliency = token_saliency(model, ids, [2], labels=labels)[2]
     assert saliency[-1].item() == 0.0  # nothing after it is scored
     assert saliency[:-1].abs().sum() > 0
-
-
-def test_pruner_checkpoint_round_trip(tmp_path):
-    torch.manual_seed(0)
-    module = PruningModule([4, 1], hidden_size=32)
-    path = module.save(tmp_path / "pruner", meta={"keep_ratio": 0.7})
-    meta = json.loads((path / "pruner.json").read_text())
-    assert meta["layers"] == [1, 4] and meta["hidden_size"] == 32 and meta["format"] == "sdtp-pruner"
-    loaded = PruningModule.load(path)
-    hidden = torch.randn(1, 10, 32)
-    assert torch.equal(module(4, hidden), loaded(4, hidden))
-    assert module(1, hidden).shape == (1, 10)
-    assert loaded.meta == {"keep_ratio": 0.7}
-    assert not list(tmp_path.glob(".pruner.*"))  # no temp directory left behind
-    with pytest.raises(KeyError, match=r"no stage for layer 2; it was trained for layers \[1, 4\]"):
-        loaded(2, hidden)
-
-
-def test_pruner_load_errors_are_clear(tmp_path):
-    with pytest.raises(FileNotFoundError, match="pruner.json does not exist"):
-        PruningModule.load(tmp_path)
-    PruningModule([1], 16).save(tmp_path / "p")
-    (tmp_path / "p" / "pruner.json").write_text(json.dumps({"format": "other", "version": 9}))
-    with pytest.raises(ValueError, match="expected format 'sdtp-pruner' version 1"):
-        PruningModule.load(tmp_path / "p")
-
-
-def test_sdtp_scorer_checks_schedule_and_model(tmp_path):
-    model = make_tiny_model("qwen2", "sdpa")
-    PruningModule([1, 2], model.config.hidden_size).save(tmp_path / "ok")
-    scorer = get_scorer("sdtp", checkpoint=tmp_path / "ok")
-    ids = torch.zeros(1, 8, dtype=torch.long)
-    scorer.begin(model, ids, KeepSchedule([1, 2], 0.5))
-    with pytest.raises(ValueError, match=r"trained for layers \[1, 2\] but the schedule prunes at \[3\]"):
-        scorer.begin(model, ids, KeepSchedule([1, 3], 0.5))
-    PruningModule([1], 32).save(tmp_path / "small")
-    with pytest.raises(ValueError, match="expects hidden size 32, the model has 64"):
-        get_scorer("sdtp", checkpoint=tmp_path / "small").begin(model, ids, KeepSchedule([1], 0.5))
-
-
-def test_random_scorer_is_seeded():
-    model = make_tiny_model("qwen2", "sdpa")
-    ids = torch.randint(0, 101, (1, 200), generator=torch.Generator().manual_seed(2))
-    from sdtp.engine import prefill_with_pruning
-
-    schedule = KeepSchedule([1, 2], 0.5)
-    a = prefill_with_pruning(model, ids, schedule, get_scorer("random", seed=1)).kept_positions[-1]
-    b = prefill_with_pruning(model, ids, schedule, get_scorer("random", seed=1)).kept_positions[-1]
-    c = prefill_with_pruning(model, ids, schedule, get_scorer("random", seed=2)).kept_positions[-1]
-    assert torch.equal(a, b) and not torch.equal(a, c)
-
-
-def test_oracle_with_a_reference_scores_the_answer_loss_saliency():
-    from sdtp.schedule import KeepSchedule
-    from sdtp.scorers import get_scorer
-
-    model = make_tiny_model("qwen2", "eager", num_hidden_layers=3)
-    prompt = torch.randint(4, model.config.vocab_size, (1, 12), generator=torch.Generator().manual_seed(0))
-    answer = [7, 9, 11]
-    schedule = KeepSchedule([1, 2], 0.5, sink_tokens=1, min_local=2)
-    oracle = get_scorer("oracle")
-    oracle.set_reference(answer)
-    oracle.begin(model, prompt, schedule)
-    full = torch.cat([prompt, torch.tensor([answer])], dim=1)
-    labels = full.clone()
-    labels[:, :12] = -100
-    expected = token_saliency(model, full, [1, 2], labels=labels)
-    for layer in (1, 2):
-        torch.testing.assert_close(oracle._saliency[layer], expected[layer][:12].abs())
-    # The reference applies to one prompt only; without it the prompt's own LM loss is used.
-    oracle.begin(model, prompt, schedule)
-    torch.testing.assert_close(oracle._saliency[1], token_saliency(model, prompt, [1], objective="loss")[1].abs())
-    assert not torch.allclose(expected[1][:12].abs(), oracle._saliency[1])
-
-
-def test_oracle_marks_tokens_as_stage_one_is_configured():
-    from sdtp.saliency import SaliencyConfig
-    from sdtp.schedule import KeepSchedule
-    from sdtp.settings import scorer_for
-
-    model = make_tiny_model("qwen2", "eager", num_hidden_layers=3)
-    prompt = torch.randint(4, model.config.vocab_size, (1, 12), generator=torch.Generator().manual_seed(1))
-    schedule = KeepSchedule([1, 2], 0.5, sink_tokens=1, min_local=2)
-    oracle = scorer_for({"seed": 0, "saliency": {"reduction": "abs_sum", "objective": "loss"}}, "oracle", None)
-    assert oracle.config == SaliencyConfig("loss", "abs_sum")
-    oracle.set_reference([5, 6])
-    oracle.begin(model, prompt, schedule)
-    full = torch.cat([prompt, torch.tensor([[5, 6]])], dim=1)
-    labels = full.clone()
-    labels[:, :12] = -100
-    expected = token_saliency(model, full, [1, 2], labels=labels, objective="loss", reduction="abs_sum")
-    for layer in (1, 2):
-        torch.testing.assert_close(oracle._saliency[layer], expected[layer][:12])
-    # Without a `saliency` section the oracle keeps the defaults (the paper's signed sum of the logit objective).
-    assert scorer_for({"seed": 0}, "oracle", None).config == SaliencyConfig()

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from sdtp import gpu
+from sdtp.commands import gpu_pool
 
 HOLDER = """
 import os, sys, time
-from sdtp.gpu import claim_device
+from sdtp.commands.gpu_pool import claim_device
 device = claim_device(sys.argv[1], timeout_s=float(sys.argv[2]), poll_s=0.05)
 print(device, os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
 time.sleep(60)
@@ -75,32 +75,32 @@ def test_waits_for_a_device_instead_of_failing(tmp_path):
 
 def test_lock_dir_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
-    monkeypatch.setenv(gpu.LOCK_DIR_ENV, str(tmp_path / "locks"))
+    monkeypatch.setenv(gpu_pool.LOCK_DIR_ENV, str(tmp_path / "locks"))
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     try:
-        assert gpu.claim_device() == "3"
+        assert gpu_pool.claim_device() == "3"
         assert (tmp_path / "locks" / "gpu-3.lock").exists()
-        assert gpu.claim_device() == "3"  # idempotent within a process
+        assert gpu_pool.claim_device() == "3"  # idempotent within a process
     finally:
-        gpu.release_device()
+        gpu_pool.release_device()
 
 
 def test_no_gpus_is_a_no_op(tmp_path, monkeypatch):
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert gpu.claim_device(tmp_path) is None
+    assert gpu_pool.claim_device(tmp_path) is None
     assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi
-    assert gpu.visible_devices() == []
-    assert gpu.claim_device(tmp_path) is None
+    assert gpu_pool.visible_devices() == []
+    assert gpu_pool.claim_device(tmp_path) is None
     assert "CUDA_VISIBLE_DEVICES" not in os.environ
 
 
 def test_inside_slurm_is_a_no_op(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "1234")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
-    assert gpu.claim_device(tmp_path) is None
+    assert gpu_pool.claim_device(tmp_path) is None
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
     assert not any(tmp_path.iterdir())
 
@@ -112,4 +112,4 @@ def test_nvidia_smi_listing(tmp_path, monkeypatch, listing, expected):
     fake.chmod(0o755)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
-    assert gpu.visible_devices() == expected
+    assert gpu_pool.visible_devices() == expected

@@ -1,0 +1,53 @@
+"""`python -m sdtp tables`: per-job Parquet files → the workflow's tables (aggregated by `sdtp.report.tables`).
+
+Writes into `--out-dir`:
+- `latency.parquet`: every latency repeat (one row each, `sdtp.latency.LatencyRow`).
+- `summary.parquet`: per (model, method, keep_ratio, length), medians over the `ok` repeats, spread (max − min), and
+  speedups against the baseline of the same model and length: `prefill_speedup`, `e2e_speedup`, `decode_speedup`, next
+  to `ideal_speedup` (FLOPs) and `measured_over_ideal`.
+- `longbench.parquet`: one row per (model, method, keep_ratio, task) score with `delta_vs_baseline`.
+- `saliency_sparsity.parquet`, `pruner_losses.parquet`: concatenated as they are.
+A table with no inputs is written empty (no rows), so downstream figures can say "not configured".
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import pandas as pd
+
+from sdtp.commands.outputs import write_parquet
+from sdtp.report.tables import longbench_with_deltas, summarize_latency
+
+log = logging.getLogger(__name__)
+
+
+def concat_parquet(paths: list[str]) -> pd.DataFrame:
+    frames = [pd.read_parquet(path) for path in paths]
+    frames = [frame for frame in frames if not frame.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for name in ("latency", "scores", "losses", "sparsity"):
+        parser.add_argument(f"--{name}", nargs="*", default=[], help=f"per-job {name} Parquet files")
+    parser.add_argument("--out-dir", required=True)
+
+
+def main(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    out = Path(args.out_dir)
+    latency = concat_parquet(args.latency)
+    tables = {
+        "latency": latency,
+        "summary": summarize_latency(latency),
+        "longbench": longbench_with_deltas(concat_parquet(args.scores)),
+        "saliency_sparsity": concat_parquet(args.sparsity),
+        "pruner_losses": concat_parquet(args.losses),
+    }
+    for name, table in tables.items():
+        write_parquet(table, out / f"{name}.parquet")
+        log.info("%s: %d rows -> %s", name, len(table), out / f"{name}.parquet")
+    return 0
