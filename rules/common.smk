@@ -8,7 +8,6 @@ from snakemake.exceptions import WorkflowError
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
-
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 RESULTS = config["results"]
@@ -129,7 +128,10 @@ def sparsity_outputs():
 
 
 def table_outputs():
-    return [f"{RESULTS}/tables/{name}.parquet" for name in ("latency", "summary", "longbench", "saliency_sparsity", "pruner_losses")]
+    return [
+        f"{RESULTS}/tables/{name}.parquet"
+        for name in ("latency", "summary", "longbench", "saliency_sparsity", "pruner_losses")
+    ]
 
 
 def final_outputs():

@@ -3,10 +3,10 @@ rule train_data:
         model=model_dir,
     output:
         f"{RESULTS}/data/{{model}}/train.parquet",
-    conda:
-        "../envs/sdtp.yaml"
     log:
         f"{RESULTS}/logs/train_data/{{model}}.log",
+    conda:
+        "../envs/sdtp.yaml"
     params:
         settings=settings("seed", "model", "train_data"),
         model_dir=model_dir_arg,
@@ -17,10 +17,10 @@ rule train_data:
 rule task_records:
     output:
         f"{RESULTS}/tasks/{{task}}.jsonl",
-    conda:
-        "../envs/sdtp.yaml"
     log:
         f"{RESULTS}/logs/task_records/{{task}}.log",
+    conda:
+        "../envs/sdtp.yaml"
     params:
         settings=settings("seed", longbench=["source", "data_dir", "max_samples", "context_words", "synthetic_records"]),
     shell:

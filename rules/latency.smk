@@ -4,17 +4,17 @@ rule latency:
         pruner=pruner_input,
     output:
         f"{RESULTS}/latency/{{model}}/{{method}}/r{{ratio}}/L{{length}}.parquet",
-    conda:
-        "../envs/sdtp.yaml"
     log:
         f"{RESULTS}/logs/latency/{{model}}/{{method}}/r{{ratio}}/L{{length}}.log",
+    conda:
+        "../envs/sdtp.yaml"
+    threads: latency_threads()
+    resources:
+        gpu=config["resources"]["gpu"],
     params:
         settings=settings("seed", "model", "schedule", latency=["warmup", "repeats", "new_tokens"]),
         model_dir=model_dir_arg,
         pruner=pruner_arg,
-    threads: latency_threads()
-    resources:
-        gpu=config["resources"]["gpu"],
     shell:
         "{SDTP} latency --settings {params.settings:q} {params.model_dir} {params.pruner}"
         " --method {wildcards.method} --ratio {wildcards.ratio} --length {wildcards.length} --out {output} > {log} 2>&1"

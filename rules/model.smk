@@ -1,13 +1,13 @@
 rule demo_model:
     output:
         directory(f"{RESULTS}/models/{{model}}/hf"),
-    conda:
-        "../envs/sdtp.yaml"
     log:
         f"{RESULTS}/logs/demo_model/{{model}}.log",
-    params:
-        settings=settings("seed", "demo"),
+    conda:
+        "../envs/sdtp.yaml"
     resources:
         gpu=config["resources"]["gpu"],
+    params:
+        settings=settings("seed", "demo"),
     shell:
         "{SDTP} demo-model --settings {params.settings:q} --out {output} > {log} 2>&1"

@@ -6,15 +6,15 @@ rule train_pruner:
     output:
         pruner=directory(f"{RESULTS}/pruner/{{model}}/r{{ratio}}/pruner"),
         losses=f"{RESULTS}/pruner/{{model}}/r{{ratio}}/losses.parquet",
-    conda:
-        "../envs/sdtp.yaml"
     log:
         f"{RESULTS}/logs/train_pruner/{{model}}/r{{ratio}}.log",
+    conda:
+        "../envs/sdtp.yaml"
+    resources:
+        gpu=config["resources"]["gpu"],
     params:
         settings=settings("seed", "model", "schedule", "pruner"),
         model_dir=model_dir_arg,
-    resources:
-        gpu=config["resources"]["gpu"],
     shell:
         "{SDTP} train-pruner --settings {params.settings:q} {params.model_dir} --ratio {wildcards.ratio}"
         " --train {input.train} --saliency {input.saliency} --out {output.pruner} --losses {output.losses} > {log} 2>&1"

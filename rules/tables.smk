@@ -6,10 +6,10 @@ rule tables:
         sparsity=sparsity_outputs(),
     output:
         table_outputs(),
-    conda:
-        "../envs/sdtp.yaml"
     log:
         f"{RESULTS}/logs/tables.log",
+    conda:
+        "../envs/sdtp.yaml"
     params:
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
     shell:

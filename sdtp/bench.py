@@ -62,7 +62,7 @@ def bench_prefill(model, lengths, ratios, schedule_layers, warmup, repeats, seed
         for ratio in ratios:
             variants[f"sdtp r={ratio}"] = (KeepSchedule(schedule_layers, ratio), pruner)
 
-        def run(variant):
+        def run(variant, variants=variants, ids=ids):
             schedule, scorer = variants[variant]
             if schedule is None:
                 with torch.no_grad():
@@ -77,7 +77,11 @@ def bench_prefill(model, lengths, ratios, schedule_layers, warmup, repeats, seed
                 times[variant].append(timed(lambda v=variant: run(v), device)[0])
         base_flops = prefill_flops(config, [length] * config.num_hidden_layers)
         for variant, (schedule, scorer) in variants.items():
-            tokens = schedule.tokens_per_layer(length, config.num_hidden_layers) if schedule else [length] * config.num_hidden_layers
+            tokens = (
+                schedule.tokens_per_layer(length, config.num_hidden_layers)
+                if schedule
+                else [length] * config.num_hidden_layers
+            )
             flops = prefill_flops(config, tokens)
             scorer_share = float("nan")
             if scorer is pruner:

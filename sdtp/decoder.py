@@ -32,7 +32,8 @@ def check_window(model: nn.Module, length: int) -> None:
     if windowed and length > window:
         raise NotImplementedError(
             f"prompt of {length} tokens exceeds the model's sliding window ({window}); the pruning engine supports "
-            "full attention only — set `sliding_window: null` in the model's config_overrides to run it with full attention"
+            "full attention only — set `sliding_window: null` in the model's config_overrides to run it with full "
+            "attention"
         )
 
 

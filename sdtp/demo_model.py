@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -66,6 +67,13 @@ DEFAULT_DEMO_CONFIG: dict = {
     "threads": 2,
 }
 
+# Keys that change how training runs or reports, not the model it produces.
+NOT_RECIPE_KEYS = ("log_every", "threads")
+
+# The demo model as `python -m sdtp demo-model --train` builds it from `DEFAULT_DEMO_CONFIG` (seed 0), shipped with the
+# package (a 1.6 MB checkpoint) so a first run skips ~8 CPU-minutes of training and every machine's demo tables agree.
+SHIPPED_CHECKPOINT = Path(__file__).parent / "demo_checkpoint"
+
 
 def build_model(config: dict, tokenizer: PreTrainedTokenizerFast) -> Qwen2ForCausalLM:
     """A freshly initialised (seeded) tiny Qwen2 whose vocabulary and special ids are the tokenizer's."""
@@ -107,11 +115,11 @@ def encode_examples(
     """
     prompt_ids = tokenizer(prompts)["input_ids"]
     response_ids = tokenizer(responses, add_special_tokens=False)["input_ids"]
-    rows = [p + r + [tokenizer.eos_token_id] for p, r in zip(prompt_ids, response_ids)]
+    rows = [p + r + [tokenizer.eos_token_id] for p, r in zip(prompt_ids, response_ids, strict=True)]
     width = max(len(row) for row in rows)
     input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
     labels = torch.full((len(rows), width), -100, dtype=torch.long)
-    for i, (row, p) in enumerate(zip(rows, prompt_ids)):
+    for i, (row, p) in enumerate(zip(rows, prompt_ids, strict=True)):
         input_ids[i, : len(row)] = torch.tensor(row)
         labels[i, len(p) : len(row)] = torch.tensor(row[len(p) :])
     return input_ids, labels
@@ -130,7 +138,8 @@ def answer_loss_and_hits(
     targets = labels[:, 1:]
     labelled = targets != -100  # (batch, n-1): positions whose next token is an answer token
     hidden = model.model(input_ids=input_ids, use_cache=False).last_hidden_state[:, :-1]
-    # The LM head only where a label is: the answer is a few tokens of hundreds, and the head is a large part of the cost.
+    # The LM head only where a label is: the answer is a few tokens of hundreds, and the head is a large part of the
+    # cost.
     logits = model.lm_head(hidden[labelled]).float()  # (labelled tokens, vocab)
     loss = torch.nn.functional.cross_entropy(logits, targets[labelled])
     correct = torch.ones_like(labelled)
@@ -193,16 +202,40 @@ def training_batch(config: dict, tokenizer: PreTrainedTokenizerFast, step: int) 
     generator = torch.Generator().manual_seed(config["seed"] * 1_000_003 + step)
     words = int(torch.randint(lo, hi + 1, (1,), generator=generator))
     tasks = active_tasks(config, step)
-    examples = generate_training_examples(config["batch_size"], words, config["seed"], tasks, start=step * config["batch_size"])
+    examples = generate_training_examples(
+        config["batch_size"], words, config["seed"], tasks, start=step * config["batch_size"]
+    )
     return encode_examples(tokenizer, [e["prompt"] for e in examples], [e["response"] for e in examples])
+
+
+def demo_config(overrides: dict | None = None) -> dict:
+    """`DEFAULT_DEMO_CONFIG` with `overrides` (the config's `demo:` section and `seed`); unknown keys are an error."""
+    unknown = set(overrides or {}) - set(DEFAULT_DEMO_CONFIG)
+    if unknown:
+        raise ValueError(
+            f"unknown demo config keys {sorted(unknown)} in config section `demo`; valid keys: "
+            f"{', '.join(DEFAULT_DEMO_CONFIG)}"
+        )
+    return {**DEFAULT_DEMO_CONFIG, **(overrides or {})}
+
+
+def recipe(config: dict) -> dict:
+    """What determines the trained model: the demo config without `NOT_RECIPE_KEYS`."""
+    return {key: value for key, value in demo_config(config).items() if key not in NOT_RECIPE_KEYS}
+
+
+def shipped_recipe(checkpoint: str | Path = SHIPPED_CHECKPOINT) -> dict | None:
+    """The recipe a shipped checkpoint was trained with (its `metrics.json`), None when there is none."""
+    try:
+        metrics = json.loads((Path(checkpoint) / "metrics.json").read_text())
+    except FileNotFoundError:
+        return None
+    return recipe(metrics["config"])
 
 
 def train(config: dict) -> tuple[Qwen2ForCausalLM, PreTrainedTokenizerFast, dict]:
     """Train a demo model in memory; returns (model, tokenizer, metrics). See `train_demo_model`."""
-    config = {**DEFAULT_DEMO_CONFIG, **config}
-    unknown = set(config) - set(DEFAULT_DEMO_CONFIG)
-    if unknown:
-        raise ValueError(f"unknown demo config keys: {sorted(unknown)}")
+    config = demo_config(config)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(config["threads"])
     try:
@@ -275,3 +308,20 @@ def train_demo_model(out_dir: str | Path, config: dict | None = None) -> dict:
         tokenizer.save_pretrained(tmp)
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def build_demo_model(
+    out_dir: str | Path, config: dict | None = None, retrain: bool = False, checkpoint: str | Path = SHIPPED_CHECKPOINT
+) -> tuple[dict, bool]:
+    """The demo model of `config` in `out_dir`: a copy of the shipped `checkpoint` when it was trained with the same
+    recipe (seconds), else trained here (`train_demo_model`, minutes). `retrain` always trains.
+
+    Returns:
+        (the model's metrics, whether it was trained here).
+    """
+    wanted = recipe(config or {})
+    if not retrain and shipped_recipe(checkpoint) == wanted:
+        with atomic_dir(out_dir) as tmp:
+            shutil.copytree(checkpoint, tmp, dirs_exist_ok=True)
+        return json.loads((Path(out_dir) / "metrics.json").read_text()), False
+    return train_demo_model(out_dir, config), True

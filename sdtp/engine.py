@@ -209,4 +209,4 @@ def decode_greedy(
             break
         logits = decode_step(model, prefill_result.cache, token, prefill_result.original_length + step)
     out = torch.cat([t.to(tokens[0].device) for t in tokens], dim=1)
-    return (out, torch.stack([l.to(all_logits[0].device) for l in all_logits])) if return_logits else out
+    return (out, torch.stack([step.to(all_logits[0].device) for step in all_logits])) if return_logits else out

@@ -150,7 +150,14 @@ def measure_latency(
             )
             log.info(
                 "%s r=%s L=%d repeat %d/%d: prefill %.4f s, decode %.4f s (%d tokens)",
-                method, common["keep_ratio"], length, repeat + 1, repeats, prefill_s, decode_s, new_tokens,
+                method,
+                common["keep_ratio"],
+                length,
+                repeat + 1,
+                repeats,
+                prefill_s,
+                decode_s,
+                new_tokens,
             )
     except torch.cuda.OutOfMemoryError as error:
         log.warning("%s r=%s L=%d: CUDA out of memory: %s", method, common["keep_ratio"], length, error)
@@ -159,8 +166,17 @@ def measure_latency(
         nan = float("nan")
         rows = [
             LatencyRow(
-                **common, repeat=0, prefill_s=nan, decode_s=nan, total_s=nan, peak_memory_bytes=peak, memory_kind=kind,
-                kv_lengths=tokens_per_layer, kv_bytes_per_layer=[], kv_bytes=0, status="oom",
+                **common,
+                repeat=0,
+                prefill_s=nan,
+                decode_s=nan,
+                total_s=nan,
+                peak_memory_bytes=peak,
+                memory_kind=kind,
+                kv_lengths=tokens_per_layer,
+                kv_bytes_per_layer=[],
+                kv_bytes=0,
+                status="oom",
             )
         ]
     return rows

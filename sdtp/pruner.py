@@ -43,7 +43,10 @@ class PruningModule(nn.Module):
         self.eps = eps
         inner = hidden_size // 4
         self.stages = nn.ModuleDict(
-            {str(layer): nn.Sequential(nn.Linear(hidden_size, inner), nn.GELU(), nn.Linear(inner, 1)) for layer in self.layers}
+            {
+                str(layer): nn.Sequential(nn.Linear(hidden_size, inner), nn.GELU(), nn.Linear(inner, 1))
+                for layer in self.layers
+            }
         )
 
     def forward(self, layer: int, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -56,7 +59,9 @@ class PruningModule(nn.Module):
         """
         key = str(layer)
         if key not in self.stages:
-            raise KeyError(f"this pruning module has no stage for layer {layer}; it was trained for layers {self.layers}")
+            raise KeyError(
+                f"this pruning module has no stage for layer {layer}; it was trained for layers {self.layers}"
+            )
         mlp = self.stages[key]
         weight = mlp[0].weight
         x = hidden_states.to(device=weight.device, dtype=weight.dtype)

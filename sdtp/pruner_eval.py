@@ -79,7 +79,11 @@ def salient_recall(scores: torch.Tensor, target: torch.Tensor, keep_fraction: fl
 
 
 def evaluate_heldout(
-    model: nn.Module, pruner: PruningModule, samples: pd.DataFrame, saliency: pd.DataFrame, layers: list[int],
+    model: nn.Module,
+    pruner: PruningModule,
+    samples: pd.DataFrame,
+    saliency: pd.DataFrame,
+    layers: list[int],
     keep_fraction: float,
 ) -> tuple[dict[int, float], dict[int, float]]:
     """(`evaluate_pruner`'s Spearman, mean `salient_recall`) per layer, from one pass over the samples."""
@@ -91,9 +95,7 @@ def evaluate_heldout(
     return _mean_per_layer(rho), _mean_per_layer(recall)
 
 
-def token_type_spearman(
-    train: list[PrunerSample], heldout: list[PrunerSample], layers: list[int]
-) -> dict[int, float]:
+def token_type_spearman(train: list[PrunerSample], heldout: list[PrunerSample], layers: list[int]) -> dict[int, float]:
     """Held-out Spearman, per layer, of a context-free scorer: each token id's mean percentile of |π̂| among its
     sample's prompt tokens on `train` (ids never seen there get the median, 0.5).
 

@@ -243,7 +243,12 @@ def sample_loss(
     """The three loss terms of one sample (MSE and ranking summed over stages) and their weighted sum."""
     device = device_of(model.model.embed_tokens)
     result = simulate_pruning(
-        model, pruner, sample.input_ids.to(device), schedule, sample.prompt_length, config.temperature,
+        model,
+        pruner,
+        sample.input_ids.to(device),
+        schedule,
+        sample.prompt_length,
+        config.temperature,
         straight_through=config.lm_weight > 0,
     )
     lm = lm_loss_at_labels(model, result.hidden, sample.labels)
@@ -305,15 +310,30 @@ def train_pruner(
                 optimizer.step()
             step += 1
             rows.append(
-                dict(model=model_name, keep_ratio=float(schedule.keep_ratio), epoch=epoch, step=step,
-                     sample=sample.sample, lm=terms.lm.item(), mse=terms.mse.item(), rank=terms.rank.item(),
-                     total=terms.total.item())
+                dict(
+                    model=model_name,
+                    keep_ratio=float(schedule.keep_ratio),
+                    epoch=epoch,
+                    step=step,
+                    sample=sample.sample,
+                    lm=terms.lm.item(),
+                    mse=terms.mse.item(),
+                    rank=terms.rank.item(),
+                    total=terms.total.item(),
+                )
             )
             if step % config.log_every == 0 or step == steps_total:
                 recent = pd.DataFrame(rows[-config.log_every :])
                 log.info(
                     "epoch %d step %d/%d: total %.4f (lm %.4f, mse %.4f, rank %.4f; mean of last %d), %.1f s",
-                    epoch, step, steps_total, recent.total.mean(), recent.lm.mean(), recent.mse.mean(),
-                    recent["rank"].mean(), len(recent), time.perf_counter() - start,
+                    epoch,
+                    step,
+                    steps_total,
+                    recent.total.mean(),
+                    recent.lm.mean(),
+                    recent.mse.mean(),
+                    recent["rank"].mean(),
+                    len(recent),
+                    time.perf_counter() - start,
                 )
     return pruner.eval(), pd.DataFrame(rows, columns=LOSS_COLUMNS)

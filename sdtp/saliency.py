@@ -128,7 +128,7 @@ def token_saliency(
         for handle in handles:
             handle.remove()
     saliency = {}
-    for layer, grad in zip(layers, grads):
+    for layer, grad in zip(layers, grads, strict=True):
         product = grad * captured[layer]
         saliency[layer] = (product.abs() if reduction == "abs_sum" else product).sum(-1)[0].detach().float().cpu()
     return saliency

@@ -40,7 +40,9 @@ class KeepSchedule:
             raise ValueError(f"keep_ratio must be in (0, 1], got {self.keep_ratio!r}")
         duplicates = sorted({layer for layer in layers if layers.count(layer) > 1})
         if duplicates:
-            raise ValueError(f"prune layers must be distinct, got duplicate layer(s) {duplicates} in {list(self.layers)}")
+            raise ValueError(
+                f"prune layers must be distinct, got duplicate layer(s) {duplicates} in {list(self.layers)}"
+            )
         negative = [layer for layer in layers if layer < 0]
         if negative:
             raise ValueError(f"prune layers must be >= 0, got {negative}")
@@ -70,7 +72,8 @@ class KeepSchedule:
         outside = [layer for layer in self.layers if layer >= num_layers]
         if outside:
             raise ValueError(
-                f"prune layer(s) {outside} outside the model: it has {num_layers} decoder layers (0..{num_layers - 1}); "
+                f"prune layer(s) {outside} outside the model: it has {num_layers} decoder layers "
+                f"(0..{num_layers - 1}); "
                 "lower `schedule.start`/`schedule.step`/`schedule.stages` or list valid `schedule.layers`"
             )
 
@@ -103,7 +106,8 @@ class KeepSchedule:
         return alive
 
     def tokens_per_layer(self, n: int, num_layers: int) -> list[int]:
-        """Tokens entering each of `num_layers` decoder layers for a prompt of `n` tokens (the ragged cache's lengths)."""
+        """Tokens entering each of `num_layers` decoder layers for a prompt of `n` tokens (the ragged cache's
+        lengths)."""
         self.validate(num_layers)
         out, alive = [], n
         for layer in range(num_layers):

@@ -149,7 +149,11 @@ class OracleScorer(Scorer):
             labels = full.clone()
             labels[:, :n] = -100
             saliency = token_saliency(
-                model, full, schedule.layers, labels=labels, objective=self.config.objective,
+                model,
+                full,
+                schedule.layers,
+                labels=labels,
+                objective=self.config.objective,
                 reduction=self.config.reduction,
             )
             saliency = {layer: s[:n] for layer, s in saliency.items()}
@@ -179,7 +183,8 @@ class SdtpScorer(Scorer):
             )
         if self.module.hidden_size != model.config.hidden_size:
             raise ValueError(
-                f"the pruning module expects hidden size {self.module.hidden_size}, the model has {model.config.hidden_size}"
+                f"the pruning module expects hidden size {self.module.hidden_size}, "
+                f"the model has {model.config.hidden_size}"
             )
 
     def score(self, ctx: ScoreContext) -> torch.Tensor:
@@ -207,7 +212,9 @@ def get_scorer(name: str, **kwargs) -> Scorer:
         return RandomScorer(seed=int(kwargs.get("seed", 0)))
     if name == "sdtp":
         if kwargs.get("checkpoint") is None:
-            raise ValueError("method 'sdtp' needs checkpoint=<pruner directory> (train one with `python -m sdtp train-pruner`)")
+            raise ValueError(
+                "method 'sdtp' needs checkpoint=<pruner directory> (train one with `python -m sdtp train-pruner`)"
+            )
         return SdtpScorer(kwargs["checkpoint"])
     if name == "oracle":
         return OracleScorer(kwargs.get("saliency"))

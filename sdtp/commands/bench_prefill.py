@@ -17,10 +17,14 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="small", help="'small' (a ~42M Qwen2 shape) or a hub id / dir whose config to use")
+    parser.add_argument(
+        "--model", default="small", help="'small' (a ~42M Qwen2 shape) or a hub id / dir whose config to use"
+    )
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048, 4096])
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.9, 0.7])
-    parser.add_argument("--layers", type=int, nargs="+", default=None, help="prune layers (default: 4 stages spread over the model)")
+    parser.add_argument(
+        "--layers", type=int, nargs="+", default=None, help="prune layers (default: 4 stages spread over the model)"
+    )
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
@@ -32,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     model = build_bench_model(args.model, getattr(torch, args.dtype), args.device, args.attn)
     num_layers = model.config.num_hidden_layers
-    layers = args.layers or KeepSchedule.from_config(num_layers // 4, max(1, num_layers // 5), 4, 1.0, num_layers).layers
+    layers = (
+        args.layers or KeepSchedule.from_config(num_layers // 4, max(1, num_layers // 5), 4, 1.0, num_layers).layers
+    )
     params = sum(p.numel() for p in model.parameters())
     log.info("model %s: %.1fM parameters, %d layers, prune layers %s", args.model, params / 1e6, num_layers, layers)
     rows = bench_prefill(model, args.lengths, args.ratios, layers, args.warmup, args.repeats)
@@ -40,7 +46,9 @@ def main(args: argparse.Namespace) -> int:
         write_parquet(rows, args.out)
     table = summarize(rows)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
-        print(f"model={args.model} params={params / 1e6:.1f}M device={args.device} dtype={args.dtype} attn={args.attn} "
-              f"prune layers={layers} warmup={args.warmup} repeats={args.repeats}")
+        print(
+            f"model={args.model} params={params / 1e6:.1f}M device={args.device} dtype={args.dtype} attn={args.attn} "
+            f"prune layers={layers} warmup={args.warmup} repeats={args.repeats}"
+        )
         print(table.to_string(index=False))
     return 0

@@ -14,14 +14,26 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "bench-prefill": ("sdtp.commands.bench_prefill", "time pruned vs unpruned prefill next to the FLOPs-ideal speedup"),
     "demo-model": ("sdtp.commands.demo_model", "train the offline demo's tiny Qwen2 on the synthetic world"),
-    "prepare-train": ("sdtp.commands.prepare_train", "tokenise the saliency/pruner training samples (synthetic or Dolly-15k)"),
+    "prepare-train": (
+        "sdtp.commands.prepare_train",
+        "tokenise the saliency/pruner training samples (synthetic or Dolly-15k)",
+    ),
     "saliency": ("sdtp.commands.saliency", "stage 1: gradient saliency of every training token at each prune layer"),
-    "saliency-check": ("sdtp.commands.saliency_check", "does gradient saliency rank tokens by what removing them costs? (diagnostic)"),
+    "saliency-check": (
+        "sdtp.commands.saliency_check",
+        "does gradient saliency rank tokens by what removing them costs? (diagnostic)",
+    ),
     "train-pruner": ("sdtp.commands.train_pruner", "stage 2: train the pruning modules (LLM frozen)"),
     "latency": ("sdtp.commands.latency", "one latency job: prefill + exactly N decoded tokens, per repeat, to Parquet"),
     "task-records": ("sdtp.commands.task_records", "write one task's LongBench-format records (v1 or synthetic)"),
-    "longbench-predict": ("sdtp.commands.longbench_predict", "greedy predictions of one task with one method and keep ratio"),
-    "longbench-score": ("sdtp.commands.longbench_score", "score one prediction file with the official LongBench metric"),
+    "longbench-predict": (
+        "sdtp.commands.longbench_predict",
+        "greedy predictions of one task with one method and keep ratio",
+    ),
+    "longbench-score": (
+        "sdtp.commands.longbench_score",
+        "score one prediction file with the official LongBench metric",
+    ),
     "tables": ("sdtp.commands.tables", "aggregate per-job Parquet into the workflow's tables"),
     "report": ("sdtp.commands.report", "Plotly figures and the self-contained offline HTML dashboard from the tables"),
 }

@@ -31,15 +31,22 @@ def main(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.records} holds no records for task {args.task!r}")
     settings, model, tokenizer = load_run_model(args)
     if tokenizer is None:
-        raise ValueError(f"model {settings['model'].get('name')!r} has no tokenizer: LongBench prompts cannot be encoded")
+        raise ValueError(
+            f"model {settings['model'].get('name')!r} has no tokenizer: LongBench prompts cannot be encoded"
+        )
     ensure_eos(model, tokenizer)
     scorer = scorer_for(settings, args.method, args.pruner)
     keep_ratio = args.ratio if scorer.prunes else 1.0
     schedule = schedule_for(settings, model, keep_ratio)
     log.info(
         "%s on %s: %d records, keep ratio %s at layers %s, max %d input tokens, max %d new tokens",
-        args.method, task.name, len(records), keep_ratio, schedule.layers if scorer.prunes else [],
-        settings["longbench"]["max_input_tokens"], task.max_new_tokens,
+        args.method,
+        task.name,
+        len(records),
+        keep_ratio,
+        schedule.layers if scorer.prunes else [],
+        settings["longbench"]["max_input_tokens"],
+        task.max_new_tokens,
     )
     rows = predict_task(
         model,

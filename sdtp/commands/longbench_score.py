@@ -31,6 +31,13 @@ def main(args: argparse.Namespace) -> int:
     write_parquet(pd.DataFrame([dataclasses.asdict(row)]), args.out)
     log.info(
         "%s %s r=%s %s: %s = %.2f over %d samples -> %s",
-        row.model, row.method, row.keep_ratio, row.task, row.metric, row.score, row.n, args.out,
+        row.model,
+        row.method,
+        row.keep_ratio,
+        row.task,
+        row.metric,
+        row.score,
+        row.n,
+        args.out,
     )
     return 0

@@ -14,4 +14,3 @@ def write_parquet(df: pd.DataFrame, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
     return Path(path)
-

@@ -43,8 +43,14 @@ def main(args: argparse.Namespace) -> int:
         for layer, scores in saliency.items():
             score_rows.append(dict(split=sample.split, sample=sample.sample, layer=layer, scores=scores.tolist()))
             sparsity_rows.append(
-                dict(model=settings["model"]["name"], split=sample.split, sample=sample.sample, layer=layer,
-                     tokens=len(scores), sparsity=sparsity(scores))
+                dict(
+                    model=settings["model"]["name"],
+                    split=sample.split,
+                    sample=sample.sample,
+                    layer=layer,
+                    tokens=len(scores),
+                    sparsity=sparsity(scores),
+                )
             )
         if (i + 1) % 10 == 0 or i + 1 == len(samples):
             log.info("saliency %d/%d samples, %.1f s", i + 1, len(samples), time.perf_counter() - start)

@@ -44,7 +44,9 @@ def main(args: argparse.Namespace) -> int:
     )
     log.info(
         "objective %s, %d held-out samples, mean over samples:\n%s",
-        config.objective, len(heldout), summary.round(3).to_string(),
+        config.objective,
+        len(heldout),
+        summary.round(3).to_string(),
     )
     write_parquet(table, args.out)
     return 0

@@ -47,7 +47,8 @@ def load_run_model(args: argparse.Namespace):
 
 
 def schedule_for(settings: dict, model, keep_ratio: float) -> KeepSchedule:
-    """The config's `schedule:` (explicit `layers`, else start/step/stages) at `keep_ratio`, checked against the model."""
+    """The config's `schedule:` (explicit `layers`, else start/step/stages) at `keep_ratio`, checked against the
+    model."""
     section = settings["schedule"]
     extra = {k: section[k] for k in ("sink_tokens", "local_ratio", "min_local") if k in section}
     num_layers = model.config.num_hidden_layers
@@ -55,12 +56,16 @@ def schedule_for(settings: dict, model, keep_ratio: float) -> KeepSchedule:
         schedule = KeepSchedule(list(section["layers"]), keep_ratio, **extra)
         schedule.validate(num_layers)
         return schedule
-    return KeepSchedule.from_config(section["start"], section["step"], section["stages"], keep_ratio, num_layers, **extra)
+    return KeepSchedule.from_config(
+        section["start"], section["step"], section["stages"], keep_ratio, num_layers, **extra
+    )
 
 
 def scorer_for(settings: dict, method: str, pruner_dir: str | None):
     """The scorer of `method`; the oracle marks tokens as stage 1 does (the `saliency` section, when passed)."""
     return get_scorer(
-        method, seed=settings.get("seed", 0), checkpoint=pruner_dir,
+        method,
+        seed=settings.get("seed", 0),
+        checkpoint=pruner_dir,
         saliency=SaliencyConfig.from_dict(settings.get("saliency")),
     )

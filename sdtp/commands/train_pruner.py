@@ -44,7 +44,11 @@ def main(args: argparse.Namespace) -> int:
     heldout_rows = train_rows[train_rows.split == "heldout"]
     log.info(
         "training the pruner for layers %s at keep ratio %s on %d samples (%d held out), %s",
-        schedule.layers, args.ratio, len(train_samples), len(heldout_rows), config,
+        schedule.layers,
+        args.ratio,
+        len(train_samples),
+        len(heldout_rows),
+        config,
     )
     start = time.perf_counter()
     pruner, losses = train_pruner(model, train_samples, schedule, config, seed=settings["seed"], model_name=model_name)
@@ -62,7 +66,9 @@ def main(args: argparse.Namespace) -> int:
     for layer, value in recall.items():
         log.info(
             "held-out recall of salient tokens in the pruner's top %.0f%% at layer %d: %.3f",
-            100 * args.ratio, layer, value,
+            100 * args.ratio,
+            layer,
+            value,
         )
     context_free = (
         token_type_spearman(train_samples, load_samples(heldout_rows, saliency, schedule.layers), schedule.layers)
@@ -71,7 +77,9 @@ def main(args: argparse.Namespace) -> int:
     for layer, value in context_free.items():
         log.info(
             "held-out Spearman of a context-free scorer (each token type's mean |saliency| percentile in training) "
-            "at layer %d: %.3f", layer, value,
+            "at layer %d: %.3f",
+            layer,
+            value,
         )
     meta = dict(
         base_model=model_name,

@@ -27,7 +27,8 @@ def dolly_path(local_path: str | None = None) -> Path:
     except Exception as error:  # offline, no cache, connection refused, … all end the same way for the user
         raise RuntimeError(
             f"could not download {DOLLY_REPO_ID}/{DOLLY_FILENAME} (is this machine offline?). Download the file "
-            "elsewhere and set the config key `train_data.path` to its local path, or use `train_data.source: synthetic`."
+            "elsewhere and set the config key `train_data.path` to its local path, or use "
+            "`train_data.source: synthetic`."
         ) from error
 
 
@@ -53,7 +54,9 @@ def load_dolly(local_path: str | None = None, limit: int | None = None) -> list[
             record = json.loads(line)
             missing = [field for field in FIELDS if field not in record]
             if missing:
-                raise ValueError(f"{path}:{line_no}: record lacks field(s) {missing}; Dolly records have {list(FIELDS)}")
+                raise ValueError(
+                    f"{path}:{line_no}: record lacks field(s) {missing}; Dolly records have {list(FIELDS)}"
+                )
             examples.append(
                 {
                     "prompt": format_prompt(record),

@@ -8,8 +8,8 @@ Tasks (see `SYNTHETIC_TASKS`, `TASK_SLOTS`):
 - `synthetic_passkey` — two needles (colour, animal) far apart; the answer is both, "COLOUR ANIMAL" (e.g. "crimson
   falcon"): every needle must survive pruning.
 - `synthetic_needle_qa` — three needles (colour, animal, city); the question asks the colour or the animal, the other
-  two needles are distractors. The pruner cannot know the question while the context is prefilled (causal attention), so it must keep
-  every needle; the model must pick the asked one.
+  two needles are distractors. The pruner cannot know the question while the context is prefilled (causal
+  attention), so it must keep every needle; the model must pick the asked one.
 
 Designed for learnability by a tiny model. What was tried (6-layer d=64 Qwen2, 2 CPU threads, AdamW, batch 32):
 a key → value lookup among distractor facts ("the secret code of NAME is COLOUR ANIMAL NUMBER.") stayed at 0% exact
@@ -40,32 +40,70 @@ import random
 # --- the closed world -------------------------------------------------------------------------------------------------
 
 FILLER_WORDS: tuple[str, ...] = tuple(
-    ["a", "about", "above", "across", "after", "again", "against", "all", "almost", "along", "also", "always", "among", "an", "another", "around", "as", "at", "away", "back", "bad", "be", "because", "been", "before", "behind", "being", "below", "best", "better", "between", "big", "both", "bright", "but", "by", "came", "can", "carry", "change", "clear", "close", "cold", "come", "could", "dark", "day", "deep", "did", "different", "does", "done", "down", "during", "each", "early", "earth", "easy", "end", "enough", "even", "ever", "every", "far", "fast", "few", "field", "find", "first", "follow", "for", "found", "free", "from", "full", "gave", "get", "go", "good", "great", "green", "ground", "group", "grow", "had", "half", "hand", "hard", "has", "have", "he", "heard", "help", "her", "here", "high", "hill", "him", "his", "hold", "home", "house", "how", "i", "idea", "if", "into", "it", "its", "just", "keep", "kind", "knew", "know", "land", "large", "last", "late", "later", "learn", "leave", "left", "less", "let", "life", "light", "like", "line", "little", "live", "long", "look", "low", "made", "make", "many", "may", "mean", "might", "mind", "more", "morning", "most", "move", "much", "must", "my", "near", "need", "never", "new", "next", "night", "no", "now", "number", "often", "old", "on", "once", "one", "open", "or", "order", "our", "out", "over", "own", "page", "paper", "part", "people", "picture", "place", "plant", "play", "point", "possible", "put", "quick", "quiet", "rain", "real", "rest", "right", "river", "road", "rock", "room", "round", "run", "said", "same", "saw", "say", "sea", "second", "see", "seem", "set", "she", "short", "should", "show", "side", "since", "small", "so", "some", "something", "sometimes", "song", "soon", "sound", "spring", "stand", "start", "state", "still", "stone", "story", "street", "strong", "such", "sun", "sure", "table", "take", "talk", "tell", "than", "that", "them", "then", "there", "these", "they", "thing", "think", "this", "those", "thought", "three", "through", "time", "to", "together", "told", "too", "took", "toward", "tree", "try", "turn", "two", "under", "until", "up", "upon", "us", "use", "very", "walk", "wall", "want", "warm", "was", "watch", "water", "way", "we", "well", "went", "were", "when", "which", "while", "white", "who", "why", "wide", "will", "wind", "with", "without", "wood", "word", "work", "world", "would", "write", "year", "yes", "yet", "you", "young"]
+    """
+    a about above across after again against all almost along also always among an another around as at away back bad
+    be because been before behind being below best better between big both bright but by came can carry change clear
+    close cold come could dark day deep did different does done down during each early earth easy end enough even ever
+    every far fast few field find first follow for found free from full gave get go good great green ground group grow
+    had half hand hard has have he heard help her here high hill him his hold home house how i idea if into it its just
+    keep kind knew know land large last late later learn leave left less let life light like line little live long look
+    low made make many may mean might mind more morning most move much must my near need never new next night no now
+    number often old on once one open or order our out over own page paper part people picture place plant play point
+    possible put quick quiet rain real rest right river road rock room round run said same saw say sea second see seem
+    set she short should show side since small so some something sometimes song soon sound spring stand start state
+    still stone story street strong such sun sure table take talk tell than that them then there these they thing think
+    this those thought three through time to together told too took toward tree try turn two under until up upon us use
+    very walk wall want warm was watch water way we well went were when which while white who why wide will wind with
+    without wood word work world would write year yes yet you young
+    """.split()
 )
 
 NAMES: tuple[str, ...] = tuple(
-    ["alice", "bruno", "carla", "dmitri", "elena", "farid", "greta", "hugo", "irene", "jonas", "kira", "lars", "mila", "nadia", "oscar", "petra", "quentin", "rosa", "samir", "tomas", "ursula", "viktor", "wanda", "xavier", "yusuf", "zelda", "anton", "bianca", "cyril", "daria", "emil", "fiona", "gustav", "helga", "igor", "jana", "konrad", "leona", "marek", "nora", "otto", "paula", "rufus", "selma", "theo", "una", "vera", "walter", "yara", "zeno", "agnes", "boris", "clara"]
+    """
+    alice bruno carla dmitri elena farid greta hugo irene jonas kira lars mila nadia oscar petra quentin rosa samir
+    tomas ursula viktor wanda xavier yusuf zelda anton bianca cyril daria emil fiona gustav helga igor jana konrad
+    leona marek nora otto paula rufus selma theo una vera walter yara zeno agnes boris clara
+    """.split()
 )
 
 CITIES: tuple[str, ...] = tuple(
-    ["amsterdam", "berlin", "cairo", "dublin", "edinburgh", "florence", "geneva", "hamburg", "istanbul", "jakarta", "kyoto", "lisbon", "madrid", "nairobi", "oslo", "prague", "quito", "riga", "santiago", "tokyo", "utrecht", "vienna", "warsaw", "zagreb", "athens", "bergen", "chicago", "delhi", "essen", "frankfurt", "glasgow", "helsinki"]
+    """
+    amsterdam berlin cairo dublin edinburgh florence geneva hamburg istanbul jakarta kyoto lisbon madrid nairobi oslo
+    prague quito riga santiago tokyo utrecht vienna warsaw zagreb athens bergen chicago delhi essen frankfurt glasgow
+    helsinki
+    """.split()
 )
 
 COLORS: tuple[str, ...] = tuple(
-    ["amber", "azure", "beige", "black", "blue", "bronze", "coral", "crimson", "cyan", "emerald", "golden", "gray", "indigo", "ivory", "jade", "lavender", "lemon", "lilac", "magenta", "maroon", "navy", "olive", "orange", "pink", "purple", "red", "ruby", "scarlet", "silver", "teal", "violet", "yellow"]
+    """
+    amber azure beige black blue bronze coral crimson cyan emerald golden gray indigo ivory jade lavender lemon lilac
+    magenta maroon navy olive orange pink purple red ruby scarlet silver teal violet yellow
+    """.split()
 )
 
 ANIMALS: tuple[str, ...] = tuple(
-    ["badger", "beaver", "bison", "camel", "cobra", "condor", "coyote", "crane", "dolphin", "eagle", "falcon", "ferret", "gecko", "gorilla", "hawk", "heron", "hyena", "jaguar", "koala", "lemur", "leopard", "llama", "lynx", "moose", "otter", "panda", "parrot", "pelican", "penguin", "rabbit", "raven", "salmon", "seal", "shark", "tiger", "turtle", "walrus", "weasel", "whale", "wolf", "yak", "zebra"]
+    """
+    badger beaver bison camel cobra condor coyote crane dolphin eagle falcon ferret gecko gorilla hawk heron hyena
+    jaguar koala lemur leopard llama lynx moose otter panda parrot pelican penguin rabbit raven salmon seal shark tiger
+    turtle walrus weasel whale wolf yak zebra
+    """.split()
 )
 
-NUMBERS: tuple[str, ...] = tuple(str(i) for i in range(10, 40))  # small: a tiny model learns to copy from few values faster
+NUMBERS: tuple[str, ...] = tuple(
+    str(i) for i in range(10, 40)
+)  # small: a tiny model learns to copy from few values faster
 
 # Marker words: they appear only in needles and questions, never in the filler.
 NEEDLE = "the passkey {slot} is {value}."
 QUESTION_PASSKEY = "What is the passkey?"
 QUESTION_SLOT = "What is the passkey {slot}?"
-SLOTS: dict[str, tuple[str, ...]] = {"person": NAMES, "city": CITIES, "colour": COLORS, "animal": ANIMALS, "digits": NUMBERS}
+SLOTS: dict[str, tuple[str, ...]] = {
+    "person": NAMES,
+    "city": CITIES,
+    "colour": COLORS,
+    "animal": ANIMALS,
+    "digits": NUMBERS,
+}
 
 PROMPT_TEMPLATE = (
     "Read the passage and answer the question. Only give me the answer and do not output any other words.\n\n"
@@ -141,7 +179,7 @@ def _context(rng: random.Random, facts: list[str], context_words: int) -> str:
         slots = sorted(rng.sample(boundaries, len(facts)))
     else:
         slots = sorted(rng.choices(boundaries, k=len(facts)))
-    for offset, (slot, fact) in enumerate(zip(slots, facts)):
+    for offset, (slot, fact) in enumerate(zip(slots, facts, strict=True)):
         sentences.insert(slot + offset, fact)
     return " ".join(sentences)
 
@@ -174,7 +212,8 @@ def make_record(task: str, index: int, context_words: int | tuple[int, int], see
 
 
 def generate_records(task: str, n: int, context_words: int | tuple[int, int], seed: int) -> list[dict]:
-    """`n` evaluation records of `task` (LongBench format), each with `context_words` words of context. Deterministic."""
+    """`n` evaluation records of `task` (LongBench format), each with `context_words` words of context.
+    Deterministic."""
     return [make_record(task, i, context_words, seed, split="test") for i in range(n)]
 
 
@@ -201,6 +240,11 @@ def generate_training_examples(
     for i in range(start, start + n):
         record = make_record(tasks[i % len(tasks)], i, context_words, seed, split="train")
         examples.append(
-            {"task": record["dataset"], "prompt": build_prompt(record), "response": record["answers"][0], "_id": record["_id"]}
+            {
+                "task": record["dataset"],
+                "prompt": build_prompt(record),
+                "response": record["answers"][0],
+                "_id": record["_id"],
+            }
         )
     return examples

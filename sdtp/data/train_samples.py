@@ -50,7 +50,16 @@ def build_samples(tokenizer, section: dict, seed: int) -> pd.DataFrame:
         if len(input_ids) > section["max_tokens"]:
             skipped += 1
             continue
-        rows.append(dict(split=split, sample=len(rows), _id=example["_id"], tokens=len(input_ids), input_ids=input_ids, labels=labels))
+        rows.append(
+            dict(
+                split=split,
+                sample=len(rows),
+                _id=example["_id"],
+                tokens=len(input_ids),
+                input_ids=input_ids,
+                labels=labels,
+            )
+        )
     if len(rows) < total:
         raise ValueError(
             f"only {len(rows)} of {total} training samples fit in train_data.max_tokens={section['max_tokens']} "

@@ -114,7 +114,8 @@ def _validate_record(record: Any, path: Path, line_no: int) -> None:
     missing = [field for field in REQUIRED_FIELDS if field not in record]
     if missing:
         raise ValueError(
-            f"{where}: record lacks the field(s) {', '.join(missing)} (LongBench records have {', '.join(REQUIRED_FIELDS)})"
+            f"{where}: record lacks the field(s) {', '.join(missing)} "
+            f"(LongBench records have {', '.join(REQUIRED_FIELDS)})"
         )
     for field in ("input", "context"):
         if not isinstance(record[field], str):

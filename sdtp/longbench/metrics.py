@@ -230,7 +230,7 @@ def score_task(
     spec = _spec(task)
     _check_inputs(predictions, answers)
     total = 0.0
-    for prediction, ground_truths in zip(predictions, answers):
+    for prediction, ground_truths in zip(predictions, answers, strict=True):
         # A running sum, not sum(): Python >= 3.12 sums floats with compensation, the official loop does not.
         total += score_sample(spec, prediction, ground_truths, all_classes)
     return round(100 * total / len(predictions), 2)
@@ -259,7 +259,7 @@ def score_task_e(
     spec = _spec(task)
     _check_inputs(predictions, answers, lengths)
     buckets: dict[str, list[float]] = {name: [] for name in E_BUCKETS}
-    for prediction, ground_truths, length in zip(predictions, answers, lengths):
+    for prediction, ground_truths, length in zip(predictions, answers, lengths, strict=True):
         buckets[length_bucket(length)].append(score_sample(spec, prediction, ground_truths, all_classes))
     # np.mean and numpy's round, exactly as the official scorer_e (they can differ from sum/len and Python's round).
     return {name: float(round(100 * np.mean(scores), 2)) if scores else math.nan for name, scores in buckets.items()}

@@ -129,6 +129,12 @@ def predict_task(
         if i % LOG_EVERY == 0 or i == len(records):
             log.info(
                 "%s%s: record %d/%d, mean prefill %.4f s, last: %d prompt tokens, %d new tokens",
-                label, task.name, i, len(records), total_prefill_s / i, row.prompt_tokens, row.new_tokens,
+                label,
+                task.name,
+                i,
+                len(records),
+                total_prefill_s / i,
+                row.prompt_tokens,
+                row.new_tokens,
             )
     return rows

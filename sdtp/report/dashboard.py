@@ -31,8 +31,11 @@ def _environment(latency: pd.DataFrame) -> list[tuple[str, str]]:
 
     rows = []
     for column, label in (
-        ("device", "device"), ("dtype", "dtype"), ("torch_version", "torch"),
-        ("transformers_version", "transformers"), ("memory_kind", "memory measured as"),
+        ("device", "device"),
+        ("dtype", "dtype"),
+        ("torch_version", "torch"),
+        ("transformers_version", "transformers"),
+        ("memory_kind", "memory measured as"),
     ):
         if has_columns(latency, column):
             values = ", ".join(sorted(str(v) for v in latency[column].dropna().unique()))
@@ -50,14 +53,23 @@ def _environment(latency: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 SUMMARY_COLUMNS = (
-    ("model", "model", None), ("method", "method", None), ("keep_ratio", "keep r", "{:g}"), ("length", "length", None),
-    ("repeats", "repeats", "{:.0f}"), ("prefill_s", "prefill (s)", "{:.4g}"),
+    ("model", "model", None),
+    ("method", "method", None),
+    ("keep_ratio", "keep r", "{:g}"),
+    ("length", "length", None),
+    ("repeats", "repeats", "{:.0f}"),
+    ("prefill_s", "prefill (s)", "{:.4g}"),
     ("prefill_spread_s", "± spread (s)", "{:.2g}"),
-    ("decode_s", "decode (s)", "{:.4g}"), ("total_s", "End2End (s)", "{:.4g}"),
-    ("prefill_speedup", "prefill ×", "{:.3f}"), ("ideal_speedup", "ideal ×", "{:.3f}"),
-    ("measured_over_ideal", "measured ÷ ideal", "{:.3f}"), ("e2e_speedup", "End2End ×", "{:.3f}"),
-    ("compression_ratio", "compression ×", "{:.3f}"), ("kv_bytes", "KV (MiB)", "mib"),
-    ("peak_memory_bytes", "peak mem (MiB)", "mib"), ("status", "status", None),
+    ("decode_s", "decode (s)", "{:.4g}"),
+    ("total_s", "End2End (s)", "{:.4g}"),
+    ("prefill_speedup", "prefill ×", "{:.3f}"),
+    ("ideal_speedup", "ideal ×", "{:.3f}"),
+    ("measured_over_ideal", "measured ÷ ideal", "{:.3f}"),
+    ("e2e_speedup", "End2End ×", "{:.3f}"),
+    ("compression_ratio", "compression ×", "{:.3f}"),
+    ("kv_bytes", "KV (MiB)", "mib"),
+    ("peak_memory_bytes", "peak mem (MiB)", "mib"),
+    ("status", "status", None),
 )
 
 
@@ -90,8 +102,11 @@ def summary_table_html(summary: pd.DataFrame) -> str:
         failed = ' class="failed"' if str(row.get("status", "ok")) != "ok" else ""
         body.append(f"<tr{failed}>{''.join(cells)}</tr>")
     return (
-        '<div class="scroll"><table class="summary"><thead><tr>' + head + "</tr></thead><tbody>"
-        + "".join(body) + "</tbody></table></div>"
+        '<div class="scroll"><table class="summary"><thead><tr>'
+        + head
+        + "</tr></thead><tbody>"
+        + "".join(body)
+        + "</tbody></table></div>"
     )
 
 

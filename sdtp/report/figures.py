@@ -57,47 +57,71 @@ class FigureSpec:
 
 FIGURES = (
     FigureSpec(
-        "prefill_latency", "Latency", "latency", prefill_latency_figure,
+        "prefill_latency",
+        "Latency",
+        "latency",
+        prefill_latency_figure,
         "Median prefill time of a prompt of exactly L tokens; error bars span the fastest and slowest timed repeat.",
         "no successful latency repeats (latency.parquet is missing or empty: `latency.methods` / `latency.lengths` not"
         " configured, or every run failed)",
     ),
     FigureSpec(
-        "speedup_vs_ideal", "Latency", "summary", speedup_vs_ideal_figure,
+        "speedup_vs_ideal",
+        "Latency",
+        "summary",
+        speedup_vs_ideal_figure,
         "Left: each point is one (method, keep ratio, length); on the dotted line the measured speedup equals the"
         " analytic FLOPs ratio. Right: measured ÷ ideal per length (1 = all the saved FLOPs became saved time).",
         "needs the baseline and at least one pruning method in the latency runs",
     ),
     FigureSpec(
-        "end2end_split", "Latency", "summary", end2end_split_figure,
+        "end2end_split",
+        "Latency",
+        "summary",
+        end2end_split_figure,
         "End2End = prefill + exactly N greedy decoded tokens from the (pruned) cache; solid: prefill, striped: decode.",
         "no latency summary (latency.parquet empty)",
     ),
     FigureSpec(
-        "kv_cache", "KV cache", "latency", kv_cache_figure,
+        "kv_cache",
+        "KV cache",
+        "latency",
+        kv_cache_figure,
         "Each prune point keeps r of the tokens reaching it, so later layers cache fewer tokens; compression ratio ="
         " original tokens ÷ mean tokens over all layers (the paper's definition). Every method shares the schedule.",
         "no successful latency repeats with per-layer KV lengths",
     ),
     FigureSpec(
-        "quality_vs_compression", "Quality", "longbench", quality_vs_compression_figure,
+        "quality_vs_compression",
+        "Quality",
+        "longbench",
+        quality_vs_compression_figure,
         "LongBench score (official metric, 0–100) against the predictions' mean compression ratio, per task.",
         "no LongBench scores (longbench.parquet is missing or empty: `methods` / `longbench.tasks` not configured)",
     ),
     FigureSpec(
-        "score_table", "Quality", "longbench", score_table_figure,
+        "score_table",
+        "Quality",
+        "longbench",
+        score_table_figure,
         "Scores per task and method × keep ratio, with the difference to the unpruned baseline in brackets.",
         "no LongBench scores (longbench.parquet is missing or empty)",
     ),
     FigureSpec(
-        "saliency_sparsity", "Training", "saliency_sparsity", saliency_sparsity_figure,
+        "saliency_sparsity",
+        "Training",
+        "saliency_sparsity",
+        saliency_sparsity_figure,
         "Gradient saliency (∂T/∂x · x, T = mean logit of the answer tokens by default, reduced over the hidden"
         " dimension as config `saliency` says) at each prune layer: the fraction of tokens above 10% of the sample's"
         " largest |saliency|. Few salient tokens is what makes pruning possible.",
         "no saliency rows (saliency_sparsity.parquet is empty: `sdtp` is not among the configured methods)",
     ),
     FigureSpec(
-        "pruner_losses", "Training", "pruner_losses", pruner_losses_figure,
+        "pruner_losses",
+        "Training",
+        "pruner_losses",
+        pruner_losses_figure,
         "Stage-2 training of the pruning modules with the LLM frozen: LM loss of the masked model, MSE to the"
         " saliency, pairwise ranking loss, and their total.",
         "no pruner training losses (pruner_losses.parquet is empty: `sdtp` not configured, or training logged none)",

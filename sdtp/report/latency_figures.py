@@ -56,8 +56,12 @@ def prefill_latency_figure(latency: pd.DataFrame) -> go.Figure | None:
                 line=dict(color=method_colour(method), dash=dash),
                 marker=dict(symbol=symbol, size=8),
                 error_y=dict(
-                    type="data", symmetric=False, array=(rows.high - rows["median"]).tolist(),
-                    arrayminus=(rows["median"] - rows.low).tolist(), thickness=1.2, width=4,
+                    type="data",
+                    symmetric=False,
+                    array=(rows.high - rows["median"]).tolist(),
+                    arrayminus=(rows["median"] - rows.low).tolist(),
+                    thickness=1.2,
+                    width=4,
                 ),
                 customdata=rows[["low", "high", "repeats"]].to_numpy(),
                 hovertemplate=(
@@ -84,7 +88,10 @@ def speedup_vs_ideal_figure(summary: pd.DataFrame) -> go.Figure | None:
     styles = ratio_styles(rows.keep_ratio)
     model_of = model_label(rows)
     fig = make_subplots(
-        rows=1, cols=2, column_widths=[0.5, 0.5], horizontal_spacing=0.1,
+        rows=1,
+        cols=2,
+        column_widths=[0.5, 0.5],
+        horizontal_spacing=0.1,
         subplot_titles=("measured vs FLOPs-ideal prefill speedup", "measured ÷ ideal, per context length"),
     )
     hover = (
@@ -98,28 +105,42 @@ def speedup_vs_ideal_figure(summary: pd.DataFrame) -> go.Figure | None:
         name = config_label(method, ratio, model_of(model))
         custom = config[["length", "prefill_speedup", "ideal_speedup", "measured_over_ideal"]].to_numpy()
         common = dict(
-            name=name, legendgroup=name, line=dict(color=method_colour(method), dash=dash),
-            marker=dict(symbol=symbol, size=9), customdata=custom, hovertemplate=hover,
+            name=name,
+            legendgroup=name,
+            line=dict(color=method_colour(method), dash=dash),
+            marker=dict(symbol=symbol, size=9),
+            customdata=custom,
+            hovertemplate=hover,
         )
         fig.add_trace(
             go.Scatter(x=config.ideal_speedup.tolist(), y=config.prefill_speedup.tolist(), mode="markers", **common),
-            row=1, col=1,
+            row=1,
+            col=1,
         )
         fig.add_trace(
             go.Scatter(
-                x=config.length.tolist(), y=config.measured_over_ideal.tolist(), mode="lines+markers",
-                showlegend=False, **common,
+                x=config.length.tolist(),
+                y=config.measured_over_ideal.tolist(),
+                mode="lines+markers",
+                showlegend=False,
+                **common,
             ),
-            row=1, col=2,
+            row=1,
+            col=2,
         )
     top = max(1.0, float(rows.ideal_speedup.max()), float(rows.prefill_speedup.max())) * 1.08
     low = min(1.0, float(rows.ideal_speedup.min()), float(rows.prefill_speedup.min())) * 0.95
     fig.add_trace(
         go.Scatter(
-            x=[low, top], y=[low, top], mode="lines", name="ideal (measured = FLOPs ratio)",
-            line=dict(color="#999999", dash="dot", width=1.5), hoverinfo="skip",
+            x=[low, top],
+            y=[low, top],
+            mode="lines",
+            name="ideal (measured = FLOPs ratio)",
+            line=dict(color="#999999", dash="dot", width=1.5),
+            hoverinfo="skip",
         ),
-        row=1, col=1,
+        row=1,
+        col=1,
     )
     fig.add_hline(y=1.0, line=dict(color="#999999", dash="dot", width=1.5), row=1, col=2)
     fig.update_xaxes(title="FLOPs-ideal prefill speedup (×)", range=[low, top], row=1, col=1)
@@ -142,7 +163,9 @@ def end2end_split_figure(summary: pd.DataFrame) -> go.Figure | None:
     rank = {key: i for i, key in enumerate(config_keys(rows))}
     rows = rows.assign(_order=[rank[k] for k in zip(rows.model, rows.method, rows.keep_ratio, strict=True)])
     fig = make_subplots(
-        rows=1, cols=len(lengths), horizontal_spacing=0.06 if len(lengths) > 1 else 0.1,
+        rows=1,
+        cols=len(lengths),
+        horizontal_spacing=0.06 if len(lengths) > 1 else 0.1,
         subplot_titles=[f"L = {length} tokens" for length in lengths],
     )
     for col, length in enumerate(lengths, start=1):
@@ -153,8 +176,12 @@ def end2end_split_figure(summary: pd.DataFrame) -> go.Figure | None:
         new_tokens = at["new_tokens"] if "new_tokens" in at.columns else pd.Series(float("nan"), index=at.index)
         custom = pd.DataFrame(
             dict(
-                prefill=at.prefill_s.to_numpy(), decode=at.decode_s.to_numpy(), total=at.total.to_numpy(),
-                speedup=speedup.to_numpy(), tokens=new_tokens.to_numpy(), length=at.length.to_numpy(),
+                prefill=at.prefill_s.to_numpy(),
+                decode=at.decode_s.to_numpy(),
+                total=at.total.to_numpy(),
+                speedup=speedup.to_numpy(),
+                tokens=new_tokens.to_numpy(),
+                length=at.length.to_numpy(),
             )
         ).to_numpy()
         hover = (
@@ -164,24 +191,41 @@ def end2end_split_figure(summary: pd.DataFrame) -> go.Figure | None:
         )
         fig.add_trace(
             go.Bar(
-                x=labels, y=at.prefill_s.tolist(), name="prefill", legendgroup="prefill", showlegend=col == 1,
-                marker=dict(color=colours, line=dict(color="white", width=0.5)), customdata=custom,
+                x=labels,
+                y=at.prefill_s.tolist(),
+                name="prefill",
+                legendgroup="prefill",
+                showlegend=col == 1,
+                marker=dict(color=colours, line=dict(color="white", width=0.5)),
+                customdata=custom,
                 hovertemplate=hover,
             ),
-            row=1, col=col,
+            row=1,
+            col=col,
         )
         fig.add_trace(
             go.Bar(
-                x=labels, y=at.decode_s.tolist(), name="decode", legendgroup="decode", showlegend=col == 1,
+                x=labels,
+                y=at.decode_s.tolist(),
+                name="decode",
+                legendgroup="decode",
+                showlegend=col == 1,
                 marker=dict(
-                    color=colours, opacity=0.55, line=dict(color="white", width=0.5),
+                    color=colours,
+                    opacity=0.55,
+                    line=dict(color="white", width=0.5),
                     pattern=dict(shape="/", fgcolor="white", fillmode="overlay", size=6),
                 ),
                 text=[f"{s:.2f}×" if not math.isnan(s) else "" for s in speedup.astype(float)],
-                textposition="outside", constraintext="none", textfont=dict(size=11), cliponaxis=False,
-                customdata=custom, hovertemplate=hover,
+                textposition="outside",
+                constraintext="none",
+                textfont=dict(size=11),
+                cliponaxis=False,
+                customdata=custom,
+                hovertemplate=hover,
             ),
-            row=1, col=col,
+            row=1,
+            col=col,
         )
     fig.update_layout(barmode="stack", bargap=0.25)
     fig.update_yaxes(title="End2End time (s)", row=1, col=1)
@@ -212,7 +256,10 @@ def kv_cache_figure(latency: pd.DataFrame) -> go.Figure | None:
     longest = int(first.length.max())
     styles = ratio_styles(first.keep_ratio)
     fig = make_subplots(
-        rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.1,
+        rows=1,
+        cols=2,
+        column_widths=[0.55, 0.45],
+        horizontal_spacing=0.1,
         subplot_titles=(f"tokens alive per layer at L = {longest} tokens", "KV cache size after prefill"),
     )
     for model, ratio in sorted(set(zip(first.model, first.keep_ratio, strict=True)), key=lambda k: (k[0], -k[1])):
@@ -229,7 +276,11 @@ def kv_cache_figure(latency: pd.DataFrame) -> go.Figure | None:
         common = dict(name=name, legendgroup=name, line=dict(color=method_colour(method), dash=dash))
         fig.add_trace(
             go.Scatter(
-                x=list(range(len(kv))), y=kv, mode="lines+markers", line_shape="hv", marker=dict(symbol=symbol, size=7),
+                x=list(range(len(kv))),
+                y=kv,
+                mode="lines+markers",
+                line_shape="hv",
+                marker=dict(symbol=symbol, size=7),
                 customdata=[
                     [b / 1024, k / row.length, int(row.length)] for b, k in zip(per_layer_bytes, kv, strict=True)
                 ],
@@ -239,13 +290,17 @@ def kv_cache_figure(latency: pd.DataFrame) -> go.Figure | None:
                 ),
                 **common,
             ),
-            row=1, col=1,
+            row=1,
+            col=1,
         )
         compressions = [r.length / (sum(r.kv_lengths) / len(r.kv_lengths)) for r in per_length.itertuples()]
         fig.add_trace(
             go.Scatter(
-                x=per_length.length.tolist(), y=(per_length.kv_bytes / MIB).tolist(), mode="lines+markers",
-                marker=dict(symbol=symbol, size=8), showlegend=False,
+                x=per_length.length.tolist(),
+                y=(per_length.kv_bytes / MIB).tolist(),
+                mode="lines+markers",
+                marker=dict(symbol=symbol, size=8),
+                showlegend=False,
                 customdata=[[b, c] for b, c in zip(per_length.kv_bytes.tolist(), compressions, strict=True)],
                 hovertemplate=(
                     "<b>%{fullData.name}</b><br>length %{x} tokens<br>KV cache %{y:.6g} MiB (%{customdata[0]} bytes)"
@@ -253,7 +308,8 @@ def kv_cache_figure(latency: pd.DataFrame) -> go.Figure | None:
                 ),
                 **common,
             ),
-            row=1, col=2,
+            row=1,
+            col=2,
         )
     fig.update_xaxes(title="decoder layer", dtick=1 if len(first.iloc[0].kv_lengths) <= 40 else None, row=1, col=1)
     fig.update_yaxes(title="tokens in the layer's KV cache", rangemode="tozero", row=1, col=1)

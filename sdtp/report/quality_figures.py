@@ -72,13 +72,18 @@ def quality_vs_compression_figure(longbench: pd.DataFrame) -> go.Figure | None:
                 score = float(base.score.iloc[0])
                 fig.add_trace(
                     go.Scatter(
-                        x=[min(x_min, 1.0), max(x_max, 1.0)], y=[score, score], mode="lines", name=name,
-                        legendgroup=name, showlegend=name not in shown,
+                        x=[min(x_min, 1.0), max(x_max, 1.0)],
+                        y=[score, score],
+                        mode="lines",
+                        name=name,
+                        legendgroup=name,
+                        showlegend=name not in shown,
                         line=dict(color=method_colour("baseline"), dash="dash", width=2),
                         hovertemplate=f"<b>{html.escape(name)}</b><br>{html.escape(task)}: score {score:.4g}"
                         "<extra></extra>",
                     ),
-                    row=r + 1, col=c + 1,
+                    row=r + 1,
+                    col=c + 1,
                 )
                 shown.add(name)
             for method in sorted(of_model.method.unique(), key=method_rank):
@@ -91,8 +96,13 @@ def quality_vs_compression_figure(longbench: pd.DataFrame) -> go.Figure | None:
                 n = points["n"] if "n" in points.columns else nan
                 fig.add_trace(
                     go.Scatter(
-                        x=points[xcol].tolist(), y=points.score.tolist(), mode="lines+markers", name=name,
-                        legendgroup=name, showlegend=name not in shown, line=dict(color=method_colour(method)),
+                        x=points[xcol].tolist(),
+                        y=points.score.tolist(),
+                        mode="lines+markers",
+                        name=name,
+                        legendgroup=name,
+                        showlegend=name not in shown,
+                        line=dict(color=method_colour(method)),
                         marker=dict(size=9, symbol=[styles[float(k)][1] for k in points.keep_ratio]),
                         customdata=list(zip(points.keep_ratio, points[xcol], delta, n, strict=True)),
                         hovertemplate=(
@@ -102,7 +112,8 @@ def quality_vs_compression_figure(longbench: pd.DataFrame) -> go.Figure | None:
                             "<br>%{customdata[3]} samples<extra></extra>"
                         ),
                     ),
-                    row=r + 1, col=c + 1,
+                    row=r + 1,
+                    col=c + 1,
                 )
                 shown.add(name)
     fig.update_xaxes(title=xtitle)
@@ -169,15 +180,26 @@ def score_table_figure(longbench: pd.DataFrame) -> go.Figure | None:
         fills.append(colours)
     fig = go.Figure(
         go.Table(
-            header=dict(values=[f"<b>{html.escape(h)}</b>" for h in header], fill_color="#e8e8e8", align="center",
-                        font=dict(size=13), height=30),
-            cells=dict(values=values, fill_color=fills, align=["left", "left"] + ["center"] * len(configs),
-                       font=dict(size=13), height=42),
+            header=dict(
+                values=[f"<b>{html.escape(h)}</b>" for h in header],
+                fill_color="#e8e8e8",
+                align="center",
+                font=dict(size=13),
+                height=30,
+            ),
+            cells=dict(
+                values=values,
+                fill_color=fills,
+                align=["left", "left"] + ["center"] * len(configs),
+                font=dict(size=13),
+                height=42,
+            ),
             columnwidth=[2.4, 1.8] + [1.4] * len(configs),
         )
     )
     return apply_layout(
-        fig, "LongBench scores per task (Δ vs the unpruned baseline in brackets; green better, red worse)",
+        fig,
+        "LongBench scores per task (Δ vs the unpruned baseline in brackets; green better, red worse)",
         60 + 50 + 44 * len(task_col) + 20,
     ).update_layout(margin=dict(l=20, r=20, t=60, b=10))
 
@@ -196,8 +218,13 @@ def saliency_sparsity_figure(sparsity: pd.DataFrame) -> go.Figure | None:
     )
     stats = (
         rows.groupby(["model", "split", "layer"])
-        .agg(mean=("sparsity", "mean"), low=("sparsity", "min"), high=("sparsity", "max"),
-             samples=("sparsity", "count"), tokens=("tokens", "mean"))
+        .agg(
+            mean=("sparsity", "mean"),
+            low=("sparsity", "min"),
+            high=("sparsity", "max"),
+            samples=("sparsity", "count"),
+            tokens=("tokens", "mean"),
+        )
         .reset_index()
     )
     model_of = model_label(stats)
@@ -207,11 +234,20 @@ def saliency_sparsity_figure(sparsity: pd.DataFrame) -> go.Figure | None:
         prefix = model_of(model)
         fig.add_trace(
             go.Scatter(
-                x=at.layer.tolist(), y=at["mean"].tolist(), name=f"{prefix} · {split}" if prefix else split,
-                mode="lines+markers", marker=dict(size=8, symbol=SYMBOLS[i % len(SYMBOLS)]),
+                x=at.layer.tolist(),
+                y=at["mean"].tolist(),
+                name=f"{prefix} · {split}" if prefix else split,
+                mode="lines+markers",
+                marker=dict(size=8, symbol=SYMBOLS[i % len(SYMBOLS)]),
                 line=dict(color=SPLIT_COLOURS.get(split, OTHER_COLOUR), dash=DASHES[i // 2 % len(DASHES)]),
-                error_y=dict(type="data", symmetric=False, array=(at.high - at["mean"]).tolist(),
-                             arrayminus=(at["mean"] - at.low).tolist(), thickness=1.2, width=4),
+                error_y=dict(
+                    type="data",
+                    symmetric=False,
+                    array=(at.high - at["mean"]).tolist(),
+                    arrayminus=(at["mean"] - at.low).tolist(),
+                    thickness=1.2,
+                    width=4,
+                ),
                 customdata=at[["low", "high", "samples", "tokens"]].to_numpy(),
                 hovertemplate=(
                     "<b>%{fullData.name}</b><br>layer %{x}<br>mean fraction salient %{y:.4f}"
@@ -260,8 +296,13 @@ def pruner_losses_figure(losses: pd.DataFrame) -> go.Figure | None:
             smooth = at[term].rolling(window, min_periods=1).mean()
             fig.add_trace(
                 go.Scatter(
-                    x=list(range(1, len(at) + 1)), y=smooth.tolist(), name=term, legendgroup=term, showlegend=col == 1,
-                    mode="lines", line=dict(color=LOSS_COLOURS[term], width=2.5 if term == "total" else 1.5),
+                    x=list(range(1, len(at) + 1)),
+                    y=smooth.tolist(),
+                    name=term,
+                    legendgroup=term,
+                    showlegend=col == 1,
+                    mode="lines",
+                    line=dict(color=LOSS_COLOURS[term], width=2.5 if term == "total" else 1.5),
                     customdata=list(zip(at.epoch, at.step, at[term], at["rows"], strict=True)),
                     hovertemplate=(
                         f"<b>{term}</b><br>epoch %{{customdata[0]}}, step %{{customdata[1]}}"
@@ -269,7 +310,8 @@ def pruner_losses_figure(losses: pd.DataFrame) -> go.Figure | None:
                         f"<br>running mean over {window} steps %{{y:.6g}}<extra></extra>"
                     ),
                 ),
-                row=1, col=col,
+                row=1,
+                col=col,
             )
     fig.update_xaxes(title="training step (in order of epoch, step)")
     ticks = log_ticks(steps[terms].to_numpy().ravel()) if positive else {}

@@ -58,7 +58,7 @@ def longbench_with_deltas(scores: pd.DataFrame) -> pd.DataFrame:
         return scores
     baseline = scores[scores.method == "baseline"].set_index(["model", "task"]).score
     scores = scores.copy()
-    scores["delta_vs_baseline"] = scores.score - baseline.reindex(
-        pd.MultiIndex.from_frame(scores[["model", "task"]])
-    ).to_numpy()
+    scores["delta_vs_baseline"] = (
+        scores.score - baseline.reindex(pd.MultiIndex.from_frame(scores[["model", "task"]])).to_numpy()
+    )
     return scores.sort_values(["model", "task", "method", "keep_ratio"], ignore_index=True)
