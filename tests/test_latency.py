@@ -1,14 +1,13 @@
-from __future__ import annotations
+"""`sdtp.latency`: one timed row per repeat, FLOPs and KV counts, an OOM as a row."""
 
-import json
+from __future__ import annotations
 
 import pandas as pd
 import pytest
 import torch
-from tiny_models import TINY_MODEL_SETTINGS, make_tiny_model, save_tiny_model
+from tiny_models import make_tiny_model
 
 from sdtp import latency as latency_module
-from sdtp.cli import main as cli_main
 from sdtp.flops import prefill_flops
 from sdtp.latency import measure_latency, rows_to_frame
 from sdtp.schedule import KeepSchedule
@@ -19,8 +18,15 @@ def test_measure_latency_rows():
     model = make_tiny_model("qwen2", "sdpa")
     schedule = KeepSchedule([1, 3], 0.5, min_local=8)
     rows = measure_latency(
-        model, model_name="tiny", method="random", scorer=get_scorer("random"), schedule=schedule,
-        length=200, warmup=1, repeats=2, new_tokens=5,
+        model,
+        model_name="tiny",
+        method="random",
+        scorer=get_scorer("random"),
+        schedule=schedule,
+        length=200,
+        warmup=1,
+        repeats=2,
+        new_tokens=5,
     )
     frame = rows_to_frame(rows)
     assert len(frame) == 2 and list(frame.repeat) == [0, 1]
@@ -29,7 +35,9 @@ def test_measure_latency_rows():
     assert row.kv_lengths == schedule.tokens_per_layer(200, 5) == [200, 100, 100, 50, 50]
     assert row.kv_bytes == sum(row.kv_bytes_per_layer) == 2 * 2 * 16 * 4 * sum(row.kv_lengths)  # k+v, 2 kv heads × 16
     assert row.prefill_flops == prefill_flops(model.config, row.kv_lengths)
-    assert row.ideal_speedup == pytest.approx(row.baseline_prefill_flops / row.prefill_flops) and row.ideal_speedup > 1.5
+    assert (
+        row.ideal_speedup == pytest.approx(row.baseline_prefill_flops / row.prefill_flops) and row.ideal_speedup > 1.5
+    )
     assert row.compression_ratio == pytest.approx(200 / 100)
     assert row.total_s == pytest.approx(row.prefill_s + row.decode_s) and row.prefill_s > 0 and row.decode_s > 0
     assert row.prune_layers == [1, 3] and row.stages == 2 and row.memory_kind == "cpu_rss"
@@ -38,8 +46,15 @@ def test_measure_latency_rows():
 def test_baseline_rows_have_no_pruning():
     model = make_tiny_model("llama", "sdpa")
     rows = measure_latency(
-        model, model_name="tiny", method="baseline", scorer=get_scorer("baseline"),
-        schedule=KeepSchedule([1, 3], 1.0), length=64, warmup=0, repeats=1, new_tokens=3,
+        model,
+        model_name="tiny",
+        method="baseline",
+        scorer=get_scorer("baseline"),
+        schedule=KeepSchedule([1, 3], 1.0),
+        length=64,
+        warmup=0,
+        repeats=1,
+        new_tokens=3,
     )
     assert rows[0].kv_lengths == [64] * 5 and rows[0].ideal_speedup == 1.0 and rows[0].keep_ratio == 1.0
     assert rows[0].stages == 0
@@ -53,28 +68,15 @@ def test_oom_becomes_a_row(monkeypatch):
 
     monkeypatch.setattr(latency_module, "prefill_with_pruning", out_of_memory)
     rows = measure_latency(
-        model, model_name="tiny", method="sdtp", scorer=get_scorer("random"), schedule=KeepSchedule([1], 0.5),
-        length=32, warmup=1, repeats=3, new_tokens=2,
+        model,
+        model_name="tiny",
+        method="sdtp",
+        scorer=get_scorer("random"),
+        schedule=KeepSchedule([1], 0.5),
+        length=32,
+        warmup=1,
+        repeats=3,
+        new_tokens=2,
     )
     assert len(rows) == 1 and rows[0].status == "oom"
     assert pd.isna(rows[0].prefill_s)
-
-
-def test_latency_command_writes_parquet(tmp_path):
-    model = save_tiny_model(tmp_path / "model")
-    settings = {
-        "seed": 0,
-        "model": TINY_MODEL_SETTINGS,
-        "schedule": {"start": 1, "step": 2, "stages": 2, "min_local": 4},
-        "latency": {"warmup": 0, "repeats": 2, "new_tokens": 3},
-    }
-    out = tmp_path / "out" / "L48.parquet"
-    code = cli_main([
-        "latency", "--settings", json.dumps(settings), "--model-dir", str(tmp_path / "model"),
-        "--method", "streaming", "--ratio", "0.5", "--length", "48", "--out", str(out),
-    ])
-    assert code == 0
-    frame = pd.read_parquet(out)
-    assert len(frame) == 2 and set(frame.status) == {"ok"}
-    assert list(frame.kv_lengths[0]) == [48, 24, 24, 12, 12]
-    assert not list(out.parent.glob(".*tmp"))  # written atomically: no temp file left
