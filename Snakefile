@@ -7,6 +7,11 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+# rules/common.smk puts the interpreter running Snakemake first on PATH, so jobs run `python -m sdtp` with it.
+envvars:
+    "PATH",
+
+
 report: "report/workflow.rst"
 
 

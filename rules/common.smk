@@ -1,11 +1,9 @@
 # Everything that is not a rule: config validation, wildcard constraints, targets and input functions.
 import json
 import os
-import shlex
 import sys
 
 from snakemake.exceptions import WorkflowError
-from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
@@ -15,16 +13,17 @@ MODEL = config["model"]["name"]
 BASELINE_RATIO = "1.0"
 
 
-def sdtp_command():
-    """How a job calls the package. Without `--sdm conda`, the interpreter that runs Snakemake: a virtualenv's
-    `snakemake` then works without activating the virtualenv (a bare `python` could be another one). With conda, the
-    job's own environment's `python`."""
-    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method:
-        return "python -m sdtp"
-    return f"{shlex.quote(sys.executable)} -m sdtp"
+def put_interpreter_first_on_path():
+    """Jobs run `python -m sdtp`: make that `python` the interpreter running Snakemake, so a virtualenv's `snakemake`
+    works without activating the virtualenv (a bare `python` could be another one). With `--sdm conda` the job's own
+    environment is activated on top and its `python` comes first."""
+    interpreter_dir = os.path.dirname(sys.executable)
+    path = os.environ.get("PATH", "").split(os.pathsep)
+    if path[:1] != [interpreter_dir]:
+        os.environ["PATH"] = os.pathsep.join([interpreter_dir, *path])
 
 
-SDTP = sdtp_command()
+put_interpreter_first_on_path()
 
 
 wildcard_constraints:

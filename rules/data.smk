@@ -11,7 +11,7 @@ rule train_data:
         settings=settings("seed", "model", "train_data"),
         model_dir=model_dir_arg,
     shell:
-        "{SDTP} prepare-train --settings {params.settings:q} {params.model_dir} --out {output} > {log} 2>&1"
+        "python -m sdtp prepare-train --settings {params.settings:q} {params.model_dir} --out {output} > {log} 2>&1"
 
 
 rule task_records:
@@ -24,4 +24,4 @@ rule task_records:
     params:
         settings=settings("seed", longbench=["source", "data_dir", "max_samples", "context_words", "synthetic_records"]),
     shell:
-        "{SDTP} task-records --settings {params.settings:q} --task {wildcards.task} --out {output} > {log} 2>&1"
+        "python -m sdtp task-records --settings {params.settings:q} --task {wildcards.task} --out {output} > {log} 2>&1"

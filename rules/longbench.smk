@@ -16,7 +16,7 @@ rule predict:
         model_dir=model_dir_arg,
         pruner=pruner_arg,
     shell:
-        "{SDTP} longbench-predict --settings {params.settings:q} {params.model_dir} {params.pruner}"
+        "python -m sdtp longbench-predict --settings {params.settings:q} {params.model_dir} {params.pruner}"
         " --method {wildcards.method} --ratio {wildcards.ratio} --task {wildcards.task}"
         " --records {input.records} --out {output} > {log} 2>&1"
 
@@ -31,5 +31,5 @@ rule score:
     conda:
         "../envs/sdtp.yaml"
     shell:
-        "{SDTP} longbench-score --predictions {input} --model {wildcards.model} --method {wildcards.method}"
+        "python -m sdtp longbench-score --predictions {input} --model {wildcards.model} --method {wildcards.method}"
         " --ratio {wildcards.ratio} --task {wildcards.task} --out {output} > {log} 2>&1"

@@ -10,4 +10,4 @@ rule demo_model:
     params:
         settings=settings("seed", "demo"),
     shell:
-        "{SDTP} demo-model --settings {params.settings:q} --out {output} > {log} 2>&1"
+        "python -m sdtp demo-model --settings {params.settings:q} --out {output} > {log} 2>&1"

@@ -16,5 +16,5 @@ rule train_pruner:
         settings=settings("seed", "model", "schedule", "pruner"),
         model_dir=model_dir_arg,
     shell:
-        "{SDTP} train-pruner --settings {params.settings:q} {params.model_dir} --ratio {wildcards.ratio}"
+        "python -m sdtp train-pruner --settings {params.settings:q} {params.model_dir} --ratio {wildcards.ratio}"
         " --train {input.train} --saliency {input.saliency} --out {output.pruner} --losses {output.losses} > {log} 2>&1"

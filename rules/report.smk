@@ -15,7 +15,7 @@ rule figures:
         tables_dir=lambda wildcards, input: os.path.dirname(input[0]),
         figures_dir=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
-        "{SDTP} report --tables-dir {params.tables_dir} --figures-dir {params.figures_dir} > {log} 2>&1"
+        "python -m sdtp report --tables-dir {params.tables_dir} --figures-dir {params.figures_dir} > {log} 2>&1"
 
 
 rule report:
@@ -31,4 +31,4 @@ rule report:
         tables_dir=lambda wildcards, input: os.path.dirname(input[0]),
         config=json.dumps(config, sort_keys=True),
     shell:
-        "{SDTP} report --tables-dir {params.tables_dir} --config {params.config:q} --out {output} > {log} 2>&1"
+        "python -m sdtp report --tables-dir {params.tables_dir} --config {params.config:q} --out {output} > {log} 2>&1"

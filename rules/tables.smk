@@ -13,5 +13,5 @@ rule tables:
     params:
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
-        "{SDTP} tables --latency {input.latency} --scores {input.scores} --losses {input.losses}"
+        "python -m sdtp tables --latency {input.latency} --scores {input.scores} --losses {input.losses}"
         " --sparsity {input.sparsity} --out-dir {params.out_dir} > {log} 2>&1"

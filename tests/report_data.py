@@ -43,16 +43,35 @@ def latency_rows() -> pd.DataFrame:
                     slower = 1.1 if method == "attention" else 1
                     prefill_s = 0.01 * length / 512 / ideal * (1 + 0.05 * repeat) * slower
                     decode_s = 0.002 * 32 * (1 + 0.01 * repeat)
-                    rows.append(dict(
-                        model=MODEL, method=method, keep_ratio=ratio, length=length, stages=0 if ratio == 1 else 3,
-                        prune_layers=[] if ratio == 1 else PRUNE_LAYERS, repeat=repeat, new_tokens=32,
-                        device="cpu (x86_64, 2 threads)", dtype="float32", prefill_s=prefill_s, decode_s=decode_s,
-                        total_s=prefill_s + decode_s, peak_memory_bytes=500 * 2**20, memory_kind="cpu_rss",
-                        kv_lengths=kv, kv_bytes_per_layer=[1024 * k for k in kv], kv_bytes=1024 * sum(kv),
-                        prefill_flops=1e9 * sum(kv), baseline_prefill_flops=1e9 * LAYERS * length, ideal_speedup=ideal,
-                        compression_ratio=length / (sum(kv) / LAYERS), torch_version="2.13.0+cpu",
-                        transformers_version="5.1.0", status="ok",
-                    ))
+                    rows.append(
+                        dict(
+                            model=MODEL,
+                            method=method,
+                            keep_ratio=ratio,
+                            length=length,
+                            stages=0 if ratio == 1 else 3,
+                            prune_layers=[] if ratio == 1 else PRUNE_LAYERS,
+                            repeat=repeat,
+                            new_tokens=32,
+                            device="cpu (x86_64, 2 threads)",
+                            dtype="float32",
+                            prefill_s=prefill_s,
+                            decode_s=decode_s,
+                            total_s=prefill_s + decode_s,
+                            peak_memory_bytes=500 * 2**20,
+                            memory_kind="cpu_rss",
+                            kv_lengths=kv,
+                            kv_bytes_per_layer=[1024 * k for k in kv],
+                            kv_bytes=1024 * sum(kv),
+                            prefill_flops=1e9 * sum(kv),
+                            baseline_prefill_flops=1e9 * LAYERS * length,
+                            ideal_speedup=ideal,
+                            compression_ratio=length / (sum(kv) / LAYERS),
+                            torch_version="2.13.0+cpu",
+                            transformers_version="5.1.0",
+                            status="ok",
+                        )
+                    )
     return pd.DataFrame(rows)
 
 
@@ -63,24 +82,44 @@ def score_rows() -> pd.DataFrame:
             for ratio in [1.0] if method == "baseline" else RATIOS:
                 cost = {"sdtp": 2, "oracle": 1, "attention": 5}.get(method, 20)
                 loss = 0.0 if method == "baseline" else cost * (1 - ratio)
-                rows.append(dict(
-                    model=MODEL, method=method, keep_ratio=ratio, task=task, metric="qa_f1_score",
-                    score=80.0 - 10 * t - loss, n=50, score_0_4k=80.0, score_4_8k=float("nan"),
-                    score_8k_plus=float("nan"), mean_prompt_tokens=400.0,
-                    mean_compression_ratio=1.0 if ratio == 1 else 400 / (sum(tokens_per_layer(400, ratio)) / LAYERS),
-                    mean_prefill_s=0.01,
-                ))
+                rows.append(
+                    dict(
+                        model=MODEL,
+                        method=method,
+                        keep_ratio=ratio,
+                        task=task,
+                        metric="qa_f1_score",
+                        score=80.0 - 10 * t - loss,
+                        n=50,
+                        score_0_4k=80.0,
+                        score_4_8k=float("nan"),
+                        score_8k_plus=float("nan"),
+                        mean_prompt_tokens=400.0,
+                        mean_compression_ratio=1.0
+                        if ratio == 1
+                        else 400 / (sum(tokens_per_layer(400, ratio)) / LAYERS),
+                        mean_prefill_s=0.01,
+                    )
+                )
     return longbench_with_deltas(pd.DataFrame(rows))
 
 
 def sparsity_rows() -> pd.DataFrame:
-    return pd.DataFrame([
-        dict(model=MODEL, split=split, sample=sample, layer=layer, tokens=300 + sample,
-             sparsity=0.3 - 0.04 * layer + 0.01 * sample)
-        for split, samples in (("train", range(4)), ("heldout", range(4, 6)))
-        for sample in samples
-        for layer in PRUNE_LAYERS
-    ])
+    return pd.DataFrame(
+        [
+            dict(
+                model=MODEL,
+                split=split,
+                sample=sample,
+                layer=layer,
+                tokens=300 + sample,
+                sparsity=0.3 - 0.04 * layer + 0.01 * sample,
+            )
+            for split, samples in (("train", range(4)), ("heldout", range(4, 6)))
+            for sample in samples
+            for layer in PRUNE_LAYERS
+        ]
+    )
 
 
 def loss_rows() -> pd.DataFrame:
@@ -90,8 +129,19 @@ def loss_rows() -> pd.DataFrame:
             for step in range(5):
                 for sample in range(2):
                     lm, mse, rank = 3.0 / (1 + epoch * 5 + step), 0.5 / (1 + step), 0.69 - 0.01 * step
-                    rows.append(dict(model=MODEL, keep_ratio=ratio, epoch=epoch, step=step, sample=sample,
-                                     lm=lm + 0.1 * sample, mse=mse, rank=rank, total=lm + 0.1 * sample + mse + rank))
+                    rows.append(
+                        dict(
+                            model=MODEL,
+                            keep_ratio=ratio,
+                            epoch=epoch,
+                            step=step,
+                            sample=sample,
+                            lm=lm + 0.1 * sample,
+                            mse=mse,
+                            rank=rank,
+                            total=lm + 0.1 * sample + mse + rank,
+                        )
+                    )
     return pd.DataFrame(rows)
 
 

@@ -129,7 +129,9 @@ def test_decode_from_pruned_cache_equals_masked_reference(family, attn, method, 
 
     sequence = ids
     for t in range(steps):
-        expected = masked_reference_logits(model, sequence, [torch.cat([a, torch.ones(t, dtype=torch.bool)]) for a in alive])
+        expected = masked_reference_logits(
+            model, sequence, [torch.cat([a, torch.ones(t, dtype=torch.bool)]) for a in alive]
+        )
         assert (logits[t] - expected[0]).abs().max().item() < ATOL, f"step {t}"
         assert int(expected.argmax()) == int(tokens[0, t])
         sequence = torch.cat([sequence, tokens[:, t : t + 1]], dim=1)
@@ -198,7 +200,9 @@ def test_rejects_batches_and_bad_schedules():
     with pytest.raises(ValueError, match="batch size 1"):
         prefill_with_pruning(model, torch.zeros(2, 8, dtype=torch.long), KeepSchedule([1], 0.5), get_scorer("random"))
     with pytest.raises(ValueError, match=r"prune layer\(s\) \[7\] outside the model: it has 5 decoder layers"):
-        prefill_with_pruning(model, torch.zeros(1, 8, dtype=torch.long), KeepSchedule([1, 7], 0.5), get_scorer("random"))
+        prefill_with_pruning(
+            model, torch.zeros(1, 8, dtype=torch.long), KeepSchedule([1, 7], 0.5), get_scorer("random")
+        )
     with pytest.raises(ValueError, match="unknown method 'magic'; valid methods: baseline, sdtp, random"):
         get_scorer("magic")
     with pytest.raises(ValueError, match="needs checkpoint"):

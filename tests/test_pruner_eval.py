@@ -17,13 +17,15 @@ def test_evaluate_pruner_rewards_the_saliency_ranking():
     """A stand-in pruner that outputs |π̂| itself scores Spearman 1; a random one scores less."""
     model = make_tiny_model("qwen2", "sdpa", num_hidden_layers=3)
     samples = make_samples(model, [1], count=2, prompt=30, response=4)
-    train = pd.DataFrame([
-        dict(split="heldout", sample=s.sample, input_ids=s.input_ids[0].tolist(), labels=s.labels[0].tolist())
-        for s in samples
-    ])
-    saliency = pd.DataFrame([
-        dict(split="heldout", sample=s.sample, layer=1, scores=s.saliency[1].tolist()) for s in samples
-    ])
+    train = pd.DataFrame(
+        [
+            dict(split="heldout", sample=s.sample, input_ids=s.input_ids[0].tolist(), labels=s.labels[0].tolist())
+            for s in samples
+        ]
+    )
+    saliency = pd.DataFrame(
+        [dict(split="heldout", sample=s.sample, layer=1, scores=s.saliency[1].tolist()) for s in samples]
+    )
     torch.manual_seed(0)
     random_pruner = PruningModule([1], model.config.hidden_size)
     result = evaluate_pruner(model, random_pruner, train, saliency, [1])

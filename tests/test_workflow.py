@@ -27,7 +27,9 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
         cwd=workdir, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     if check and proc.returncode != 0:
-        pytest.fail(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        pytest.fail(
+            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
@@ -114,7 +116,10 @@ def test_changing_one_keep_ratio_plans_only_that_ratio(smoke_run):
 
 
 def test_adding_a_length_plans_only_latency_jobs_of_that_length(smoke_run):
-    text = "latency: {methods: [baseline, sdtp, random, streaming, attention], lengths: [128, 96], warmup: 0, repeats: 1, new_tokens: 4}\n"
+    text = (
+        "latency: {methods: [baseline, sdtp, random, streaming, attention], lengths: [128, 96], "
+        "warmup: 0, repeats: 1, new_tokens: 4}\n"
+    )
     proc = snakemake(smoke_run, "-n", *override(smoke_run, text))
     jobs = planned_jobs(proc.stdout)
     latency = [wildcards for rule, wildcards in jobs if rule == "latency"]
@@ -161,7 +166,15 @@ def test_changing_the_saliency_reruns_its_consumers_only(smoke_run):
     proc = snakemake(smoke_run, "-n", *override(smoke_run, "saliency: {objective: loss}\n"))
     jobs = planned_jobs(proc.stdout)
     assert {rule for rule, _ in jobs} == {
-        "saliency", "train_pruner", "latency", "predict", "score", "tables", "figures", "report", "all"
+        "saliency",
+        "train_pruner",
+        "latency",
+        "predict",
+        "score",
+        "tables",
+        "figures",
+        "report",
+        "all",
     }, jobs
     # The pruner and everything that reads it, and the oracle (which marks tokens as stage 1 does); no other method.
     for rule, wildcards in jobs:

@@ -44,14 +44,20 @@ def make_tiny_model(family: str = "qwen2", attn: str = "eager", dtype=torch.floa
     model = model_cls(config)
     with torch.no_grad():
         # Default init (std 0.02) gives near-uniform attention; larger weights make pruning choices matter.
-        for name, param in model.named_parameters():
+        for param in model.parameters():
             if param.dim() == 2:
                 param.normal_(0.0, 0.15)
     return model.to(dtype).eval().requires_grad_(False)
 
 
 # The `model:` settings section a command receives for a tiny model saved into a local directory (`--model-dir`).
-TINY_MODEL_SETTINGS = {"name": "tiny", "source": "demo", "dtype": "float32", "attn_implementation": "sdpa", "device": "cpu"}
+TINY_MODEL_SETTINGS = {
+    "name": "tiny",
+    "source": "demo",
+    "dtype": "float32",
+    "attn_implementation": "sdpa",
+    "device": "cpu",
+}
 
 
 def save_tiny_model(directory, family: str = "qwen2", **overrides):

@@ -24,7 +24,10 @@ def start_holder(lock_dir, devices="0,1,2,3", timeout_s=5.0):
     env.pop("SLURM_JOB_ID", None)
     return subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(lock_dir), str(timeout_s)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -105,7 +108,9 @@ def test_inside_slurm_is_a_no_op(tmp_path, monkeypatch):
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("listing, expected", [("GPU 0: NVIDIA H100 (UUID: x)\nGPU 1: NVIDIA H100 (UUID: y)\n", ["0", "1"])])
+@pytest.mark.parametrize(
+    "listing, expected", [("GPU 0: NVIDIA H100 (UUID: x)\nGPU 1: NVIDIA H100 (UUID: y)\n", ["0", "1"])]
+)
 def test_nvidia_smi_listing(tmp_path, monkeypatch, listing, expected):
     fake = tmp_path / "nvidia-smi"
     fake.write_text(f"#!/bin/sh\nprintf '{listing}'\n")

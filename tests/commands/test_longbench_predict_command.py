@@ -54,14 +54,33 @@ SCHEDULE = {"layers": [1, 2], "sink_tokens": 2, "local_ratio": 0.1, "min_local":
 
 
 SCORE_COLUMNS = [
-    "model", "method", "keep_ratio", "task", "metric", "score", "n", "score_0_4k", "score_4_8k", "score_8k_plus",
-    "mean_prompt_tokens", "mean_compression_ratio", "mean_prefill_s",
+    "model",
+    "method",
+    "keep_ratio",
+    "task",
+    "metric",
+    "score",
+    "n",
+    "score_0_4k",
+    "score_4_8k",
+    "score_8k_plus",
+    "mean_prompt_tokens",
+    "mean_compression_ratio",
+    "mean_prefill_s",
 ]
 
 
 PREDICTION_FIELDS = {
-    "_id", "pred", "answers", "all_classes", "length", "prompt_tokens", "tokens_per_layer", "compression_ratio",
-    "prefill_s", "new_tokens",
+    "_id",
+    "pred",
+    "answers",
+    "all_classes",
+    "length",
+    "prompt_tokens",
+    "tokens_per_layer",
+    "compression_ratio",
+    "prefill_s",
+    "new_tokens",
 }
 
 
@@ -83,7 +102,11 @@ def pipeline(tmp_path_factory):
     record_settings = {
         "seed": 0,
         "longbench": {
-            "source": "v1", "data_dir": None, "max_samples": MAX_SAMPLES, "context_words": 80, "synthetic_records": 3,
+            "source": "v1",
+            "data_dir": None,
+            "max_samples": MAX_SAMPLES,
+            "context_words": 80,
+            "synthetic_records": 3,
         },
     }
     predict_settings = {
@@ -98,18 +121,59 @@ def pipeline(tmp_path_factory):
         mp.setattr(lb_data, "hf_hub_download", fake_download)
         mp.setattr(gpu_pool, "claim_device", lambda: None)  # CPU run: no GPU pool
         for task in V1_TASKS:
-            run_cli("task-records", "--settings", json.dumps(record_settings), "--task", task,
-                    "--out", root / "tasks" / f"{task}.jsonl")
+            run_cli(
+                "task-records",
+                "--settings",
+                json.dumps(record_settings),
+                "--task",
+                task,
+                "--out",
+                root / "tasks" / f"{task}.jsonl",
+            )
         synthetic = {**record_settings, "longbench": {**record_settings["longbench"], "source": "synthetic"}}
-        run_cli("task-records", "--settings", json.dumps(synthetic), "--task", "synthetic_passkey",
-                "--out", root / "tasks" / "synthetic_passkey.jsonl")
+        run_cli(
+            "task-records",
+            "--settings",
+            json.dumps(synthetic),
+            "--task",
+            "synthetic_passkey",
+            "--out",
+            root / "tasks" / "synthetic_passkey.jsonl",
+        )
         for task, method in runs:
             out = root / "longbench" / method / f"{task}.jsonl"
-            run_cli("longbench-predict", "--settings", json.dumps(predict_settings), "--model-dir", model_dir,
-                    "--method", method, "--ratio", METHODS[method], "--task", task,
-                    "--records", root / "tasks" / f"{task}.jsonl", "--out", out)
-            run_cli("longbench-score", "--predictions", out, "--model", "tiny", "--method", method,
-                    "--ratio", METHODS[method], "--task", task, "--out", out.with_suffix(".score.parquet"))
+            run_cli(
+                "longbench-predict",
+                "--settings",
+                json.dumps(predict_settings),
+                "--model-dir",
+                model_dir,
+                "--method",
+                method,
+                "--ratio",
+                METHODS[method],
+                "--task",
+                task,
+                "--records",
+                root / "tasks" / f"{task}.jsonl",
+                "--out",
+                out,
+            )
+            run_cli(
+                "longbench-score",
+                "--predictions",
+                out,
+                "--model",
+                "tiny",
+                "--method",
+                method,
+                "--ratio",
+                METHODS[method],
+                "--task",
+                task,
+                "--out",
+                out.with_suffix(".score.parquet"),
+            )
     return types.SimpleNamespace(root=root, model_dir=model_dir, hub_calls=hub_calls, runs=runs)
 
 

@@ -43,8 +43,21 @@ def test_report_command_writes_dashboard_and_figures(tables, tmp_path):
     config_path = tmp_path / "config.yaml"
     config_path.write_text("seed: 0\nmodel: {name: demo-qwen2}\nkeep_ratios: [0.7, 0.5]\n")
     out, figures = tmp_path / "report" / "index.html", tmp_path / "report" / "figures"
-    assert run_report(["--tables-dir", str(tables_dir), "--config", str(config_path), "--out", str(out),
-                       "--figures-dir", str(figures)]) == 0
+    assert (
+        run_report(
+            [
+                "--tables-dir",
+                str(tables_dir),
+                "--config",
+                str(config_path),
+                "--out",
+                str(out),
+                "--figures-dir",
+                str(figures),
+            ]
+        )
+        == 0
+    )
     page = out.read_text()
     assert_offline(page)
     assert "keep_ratios:" in page
@@ -112,7 +125,10 @@ class PlotSvgCounter(html.parser.HTMLParser):
 def chromium(args: list[str], profile: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-        capture_output=True, text=True, timeout=180, check=False,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
 
 
@@ -129,19 +145,35 @@ def load_in_browser(page: Path, tmp_path: Path) -> tuple[list[str], dict[str, in
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium (`chromium` / `chromium-browser`) on PATH; "
-                    "install it (apt-get install chromium) to check that the dashboard renders in a real browser")
+@pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="no headless Chromium (`chromium` / `chromium-browser`) on PATH; "
+    "install it (apt-get install chromium) to check that the dashboard renders in a real browser",
+)
 def test_dashboard_renders_in_chromium(tables, tmp_path):
     out = tmp_path / "report" / "index.html"
-    assert run_report(["--tables-dir", str(write_tables(tables, tmp_path / "tables")), "--config", json.dumps(CONFIG),
-                       "--out", str(out)]) == 0
+    assert (
+        run_report(
+            [
+                "--tables-dir",
+                str(write_tables(tables, tmp_path / "tables")),
+                "--config",
+                json.dumps(CONFIG),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     errors, svgs = load_in_browser(out, tmp_path)
     assert errors == []
     assert sorted(svgs) == sorted(f"plot-{spec.name}" for spec in FIGURES)
     assert all(count >= 1 for count in svgs.values()), svgs
     screenshot = tmp_path / "report.png"
-    result = chromium([f"--screenshot={screenshot}", "--window-size=1400,3000", "--virtual-time-budget=10000",
-                       out.as_uri()], tmp_path / "profile-shot")
+    result = chromium(
+        [f"--screenshot={screenshot}", "--window-size=1400,3000", "--virtual-time-budget=10000", out.as_uri()],
+        tmp_path / "profile-shot",
+    )
     assert screenshot.exists() and screenshot.stat().st_size > 20_000, result.stderr[-2000:]
 
 

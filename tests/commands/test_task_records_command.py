@@ -15,7 +15,10 @@ def test_synthetic_task_records_are_deterministic(tmp_path):
         settings = {
             "seed": seed,
             "longbench": {
-                "source": "synthetic", "data_dir": None, "max_samples": max_samples, "context_words": 100,
+                "source": "synthetic",
+                "data_dir": None,
+                "max_samples": max_samples,
+                "context_words": 100,
                 "synthetic_records": 4,
             },
         }
@@ -42,8 +45,13 @@ def test_synthetic_task_records_are_deterministic(tmp_path):
 def test_unknown_task_is_a_clear_error(tmp_path, source, task, message):
     settings = {
         "seed": 0,
-        "longbench": {"source": source, "data_dir": str(tmp_path), "max_samples": None, "context_words": 100,
-                      "synthetic_records": 2},
+        "longbench": {
+            "source": source,
+            "data_dir": str(tmp_path),
+            "max_samples": None,
+            "context_words": 100,
+            "synthetic_records": 2,
+        },
     }
     out = tmp_path / "out.jsonl"
     with pytest.raises(ValueError, match=message):

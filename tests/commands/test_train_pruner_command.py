@@ -36,11 +36,25 @@ def test_train_pruner_command_end_to_end(tmp_path):
     pd.DataFrame(train_rows).to_parquet(tmp_path / "train.parquet")
     pd.DataFrame(score_rows).to_parquet(tmp_path / "scores.parquet")
     out, losses_path = tmp_path / "pruner" / "r0.5" / "pruner", tmp_path / "pruner" / "r0.5" / "losses.parquet"
-    code = cli_main([
-        "train-pruner", "--settings", json.dumps(settings), "--model-dir", str(tmp_path / "model"), "--ratio", "0.5",
-        "--train", str(tmp_path / "train.parquet"), "--saliency", str(tmp_path / "scores.parquet"),
-        "--out", str(out), "--losses", str(losses_path),
-    ])
+    code = cli_main(
+        [
+            "train-pruner",
+            "--settings",
+            json.dumps(settings),
+            "--model-dir",
+            str(tmp_path / "model"),
+            "--ratio",
+            "0.5",
+            "--train",
+            str(tmp_path / "train.parquet"),
+            "--saliency",
+            str(tmp_path / "scores.parquet"),
+            "--out",
+            str(out),
+            "--losses",
+            str(losses_path),
+        ]
+    )
     assert code == 0
     pruner = PruningModule.load(out)
     assert pruner.layers == layers and pruner.hidden_size == 64

@@ -33,7 +33,7 @@ TASKS = sorted(SYNTHETIC_TASKS)
 def test_records_are_deterministic_per_seed(task):
     assert generate_records(task, 5, 256, seed=7) == generate_records(task, 5, 256, seed=7)
     other = generate_records(task, 5, 256, seed=8)
-    assert all(a["context"] != b["context"] for a, b in zip(generate_records(task, 5, 256, seed=7), other))
+    assert all(a["context"] != b["context"] for a, b in zip(generate_records(task, 5, 256, seed=7), other, strict=True))
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -63,7 +63,7 @@ def test_passkey_answer_is_every_needle_in_slot_order():
         assert record["input"] == "What is the passkey?"
         values = record["answers"][0].split()
         assert len(values) == len(slots)
-        for slot, value in zip(slots, values):
+        for slot, value in zip(slots, values, strict=True):
             assert value in synthetic.SLOTS[slot]
             assert record["context"].count(f"the passkey {slot} is {value}.") == 1
         assert record["context"].count("the passkey") == len(slots)
@@ -106,7 +106,7 @@ def test_training_examples_are_deterministic_and_disjoint_from_records():
 
 
 def test_prompt_template_is_longbench_style():
-    for task, spec in SYNTHETIC_TASKS.items():
+    for spec in SYNTHETIC_TASKS.values():
         assert "{context}" in spec["prompt_template"] and "{input}" in spec["prompt_template"]
         assert spec["metric"] == "qa_f1_score" and spec["max_new_tokens"] > 0
     record = generate_records("synthetic_passkey", 1, 128, seed=0)[0]

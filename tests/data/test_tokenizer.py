@@ -48,7 +48,9 @@ def test_encode_decode_of_a_record(tokenizer):
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.sampled_from(synthetic.FILLER_WORDS + synthetic.COLORS + synthetic.NUMBERS), min_size=1, max_size=30))
+@given(
+    st.lists(st.sampled_from(synthetic.FILLER_WORDS + synthetic.COLORS + synthetic.NUMBERS), min_size=1, max_size=30)
+)
 def test_decode_joins_words_with_spaces(words):
     tokenizer = _TOKENIZER
     text = " ".join(words)

@@ -16,7 +16,7 @@ def test_training_samples_split_and_label_the_response(tmp_path):
     assert samples.equals(build_samples(tokenizer, section, seed=0))
     for row in samples.itertuples():
         labelled = [t for t in row.labels if t != -100]
-        assert row.input_ids[-len(labelled):] == labelled and labelled[-1] == tokenizer.eos_token_id
+        assert row.input_ids[-len(labelled) :] == labelled and labelled[-1] == tokenizer.eos_token_id
         assert row.tokens == len(row.input_ids) <= 400
     with pytest.raises(ValueError, match="train_data.max_tokens"):
         build_samples(tokenizer, {**section, "max_tokens": 50}, seed=0)

@@ -183,11 +183,22 @@ def test_pruner_losses_figure(tables):
 
 def test_pruner_losses_smooth_long_runs():
     """One row per sample and a global step (as train-pruner logs): 2 × 50 steps are drawn as a running mean of 4."""
-    rows = pd.DataFrame([
-        dict(model=MODEL, keep_ratio=0.7, epoch=i // 50, step=i + 1, sample=i % 50, lm=1.0 + (i % 2), mse=0.1,
-             rank=0.5, total=1.6 + (i % 2))
-        for i in range(100)
-    ])
+    rows = pd.DataFrame(
+        [
+            dict(
+                model=MODEL,
+                keep_ratio=0.7,
+                epoch=i // 50,
+                step=i + 1,
+                sample=i % 50,
+                lm=1.0 + (i % 2),
+                mse=0.1,
+                rank=0.5,
+                total=1.6 + (i % 2),
+            )
+            for i in range(100)
+        ]
+    )
     fig = pruner_losses_figure(rows)
     lm = fig.data[1]
     assert lm.name == "lm" and len(lm.x) == 100 and list(lm.x[:2]) == [1, 2]

@@ -10,9 +10,24 @@ from sdtp.report.tables import longbench_with_deltas, summarize_latency
 
 def _latency_rows(method, ratio, prefill, decode, length=100, ideal=1.0):
     return [
-        dict(model="m", method=method, keep_ratio=ratio, length=length, repeat=i, prefill_s=p, decode_s=d,
-             total_s=p + d, new_tokens=4, ideal_speedup=ideal, compression_ratio=1 / ratio, kv_bytes=100,
-             peak_memory_bytes=1, device="cpu", dtype="float32", status="ok")
+        dict(
+            model="m",
+            method=method,
+            keep_ratio=ratio,
+            length=length,
+            repeat=i,
+            prefill_s=p,
+            decode_s=d,
+            total_s=p + d,
+            new_tokens=4,
+            ideal_speedup=ideal,
+            compression_ratio=1 / ratio,
+            kv_bytes=100,
+            peak_memory_bytes=1,
+            device="cpu",
+            dtype="float32",
+            status="ok",
+        )
         for i, (p, d) in enumerate(zip(prefill, decode, strict=True))
     ]
 
