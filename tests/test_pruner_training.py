@@ -101,7 +101,8 @@ def test_training_lowers_the_loss_and_is_deterministic():
     short = dataclasses.replace(config, epochs=1)
     first, _ = train_pruner(model, samples, schedule, short, seed=3)
     second, _ = train_pruner(model, samples, schedule, short, seed=3)
-    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True))
+    pairs = zip(first.state_dict().values(), second.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
 
 
 @pytest.mark.parametrize("off, optimizer", [("lm_weight", "sgd"), ("mse_weight", "adam"), ("rank_weight", "adamw")])
