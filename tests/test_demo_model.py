@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import filecmp
 import json
+from pathlib import Path
 
 import pytest
-from transformers import AutoModelForCausalLM, AutoTokenizer
+import yaml
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2ForCausalLM
 
 from sdtp.data.tokenizer import build_tokenizer
-from sdtp.demo_model import active_tasks, curriculum_stage, encode_examples, learning_rate, train, train_demo_model
+from sdtp.demo_model import (
+    SHIPPED_CHECKPOINT,
+    active_tasks,
+    build_demo_model,
+    curriculum_stage,
+    demo_config,
+    encode_examples,
+    evaluate_exact_match,
+    learning_rate,
+    recipe,
+    shipped_recipe,
+    train,
+    train_demo_model,
+)
+
+REPO = Path(__file__).resolve().parents[1]
 
 TINY = {
     "steps": 6, "batch_size": 4, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
@@ -63,3 +81,33 @@ def test_curriculum_and_learning_rate_schedule():
     assert curriculum_stage(config, 4) == (10, 20) and curriculum_stage(config, 5) == (30, 40)
     assert learning_rate(config, 0) == 0.5 and learning_rate(config, 2) == pytest.approx(1.0)
     assert learning_rate(config, 12) == pytest.approx(0.1)
+
+
+def test_shipped_checkpoint_is_the_default_configs_recipe_and_answers():
+    """The checkpoint in the package is what `demo-model --retrain` builds from config.yaml's `demo:` and `seed`, and
+    it really answers the demo tasks (re-measured here on fresh held-out records, not read from its metrics)."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    assert shipped_recipe() == recipe({"seed": config["seed"], **(config.get("demo") or {})})
+    files = {path.name: path.stat().st_size for path in SHIPPED_CHECKPOINT.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "metrics.json"} <= set(files)
+    assert sum(files.values()) < 4 * 2**20  # a few MB at most in git
+    metrics = json.loads((SHIPPED_CHECKPOINT / "metrics.json").read_text())
+    assert all(v == 1.0 for per_task in metrics["exact_match"].values() for v in per_task.values())
+    model = Qwen2ForCausalLM.from_pretrained(SHIPPED_CHECKPOINT)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(SHIPPED_CHECKPOINT)
+    check = demo_config({"eval_lengths": [300], "eval_records": 20, "eval_seed": 777, "eval_batch_size": 20})
+    accuracy = evaluate_exact_match(model, tokenizer, check)
+    assert all(per_task["300"] >= 0.95 for per_task in accuracy.values()), accuracy
+
+
+def test_build_demo_model_copies_a_matching_checkpoint_and_trains_otherwise(tmp_path):
+    checkpoint = tmp_path / "checkpoint"
+    train_demo_model(checkpoint, {**TINY, "seed": 3})
+    metrics, trained = build_demo_model(tmp_path / "copy", {**TINY, "seed": 3}, checkpoint=checkpoint)
+    assert not trained and metrics["steps"] == 6
+    assert filecmp.cmp(checkpoint / "model.safetensors", tmp_path / "copy" / "model.safetensors", shallow=False)
+    # log_every and threads change how training runs, not the model: still a match.
+    assert not build_demo_model(tmp_path / "copy2", {**TINY, "seed": 3, "log_every": 1}, checkpoint=checkpoint)[1]
+    assert build_demo_model(tmp_path / "other", {**TINY, "seed": 4}, checkpoint=checkpoint)[1]
+    assert build_demo_model(tmp_path / "forced", {**TINY, "seed": 3}, checkpoint=checkpoint, retrain=True)[1]
+    assert build_demo_model(tmp_path / "none", {**TINY, "seed": 3}, checkpoint=tmp_path / "missing")[1]
