@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 WEIGHTS = ("pretrained", "random")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
+# Config keys that change only how far attention reaches, not the weights' shapes: overridable on a pretrained model.
+ATTENTION_EXTENT_KEYS = ("sliding_window", "use_sliding_window", "max_window_layers", "rope_scaling", "rope_parameters")
 _DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?|auto")
 # tokenizer_config.json classes that just mean "the tokenizer.json next to me"; loaded as such (see _load_tokenizer).
 _GENERIC_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
@@ -66,7 +68,10 @@ class ModelSpec:
         device_map: accelerate dispatch over several devices (e.g. "auto"), or None for a single device.
         revision: hub revision (branch, tag or commit); None = default branch.
         seed: seed of the random initialisation (weights: random only).
-        config_overrides: config attributes to replace before building (weights: random only).
+        config_overrides: config attributes to replace before building. With `weights: random`, any attribute (e.g.
+            `num_hidden_layers`); with pretrained weights only those that change how far attention reaches
+            (`ATTENTION_EXTENT_KEYS`: e.g. `sliding_window: null` to run Mistral-7B-v0.1 past 4,096 tokens with full
+            attention, `rope_scaling` for long context), since any other would not match the saved weights.
         trust_remote_code: allow custom modelling code from the hub.
     """
 
@@ -95,10 +100,12 @@ class ModelSpec:
             raise ValueError(f"model.seed = {self.seed!r} must be an integer")
         if not isinstance(self.config_overrides, dict):
             raise ValueError(f"model.config_overrides = {self.config_overrides!r} must be a mapping")
-        if self.config_overrides and self.weights != "random":
+        shape_keys = sorted(set(self.config_overrides) - set(ATTENTION_EXTENT_KEYS))
+        if shape_keys and self.weights != "random":
             raise ValueError(
-                f"model.config_overrides = {self.config_overrides!r} only applies to weights: random; "
-                f"a pretrained checkpoint is loaded as saved"
+                f"model.config_overrides {', '.join(shape_keys)} only apply to weights: random (a pretrained "
+                f"checkpoint is loaded as saved); with pretrained weights only {', '.join(ATTENTION_EXTENT_KEYS)} "
+                "may be overridden"
             )
 
     @classmethod
@@ -208,9 +215,21 @@ def _dispatch(model: PreTrainedModel, device_map: str) -> PreTrainedModel:
     return dispatch_model(model, device_map=placement)
 
 
+def _overridden_config(spec: ModelSpec, source: str) -> PretrainedConfig:
+    """The checkpoint's config with `spec.config_overrides` applied (an attribute it lacks is an error)."""
+    config = AutoConfig.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
+    for key, value in spec.config_overrides.items():
+        if not hasattr(config, key):
+            raise ValueError(f"model.config_overrides: {type(config).__name__} has no attribute {key!r}")
+        setattr(config, key, value)
+    return config
+
+
 def _load_pretrained(spec: ModelSpec, source: str) -> PreTrainedModel:
+    overrides = {"config": _overridden_config(spec, source)} if spec.config_overrides else {}
     return AutoModelForCausalLM.from_pretrained(
         source,
+        **overrides,
         dtype=DTYPES[spec.dtype],
         attn_implementation=spec.attn_implementation,
         device_map=spec.device_map or spec.torch_device,
@@ -224,11 +243,7 @@ def _build_random(spec: ModelSpec, source: str) -> PreTrainedModel:
 
     Built on CPU, so the weights of a seed are the same on every machine, then moved; the caller's RNG is untouched.
     """
-    config = AutoConfig.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
-    for key, value in spec.config_overrides.items():
-        if not hasattr(config, key):
-            raise ValueError(f"model.config_overrides: {type(config).__name__} has no attribute {key!r}")
-        setattr(config, key, value)
+    config = _overridden_config(spec, source)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
         model = AutoModelForCausalLM.from_config(

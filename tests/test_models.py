@@ -159,7 +159,7 @@ def test_unknown_spec_key_is_named():
         ({"id": "x", "dtype": "fp8"}, "model.dtype = 'fp8'"),
         ({"id": "x", "weights": "trained"}, "model.weights = 'trained'"),
         ({"id": "x", "device": "gpu"}, "model.device = 'gpu'"),
-        ({"id": "x", "config_overrides": {"num_hidden_layers": 1}}, "only applies to weights: random"),
+        ({"id": "x", "config_overrides": {"num_hidden_layers": 1}}, "num_hidden_layers only apply to weights: random"),
         ({"weights": "random"}, "model.id is required"),
     ],
 )
@@ -184,3 +184,27 @@ def test_offline_hub_miss_explains_what_to_set(monkeypatch, tmp_path, weights):
     message = str(raised.value)
     assert "offline" in message and "model.id" in message and "weights: random" in message
     assert isinstance(raised.value.__cause__, OSError)
+
+
+def test_sliding_window_override_runs_a_mistral_v01_shape_past_its_window(tmp_path):
+    """Mistral-7B-v0.1's config says `sliding_window: 4096`; the engine refuses longer prompts and its error says to
+    override it. The override is accepted with pretrained weights and the prompt then runs with full attention."""
+    from tiny_models import save_tiny_model
+
+    from sdtp.engine import prefill_with_pruning
+    from sdtp.schedule import KeepSchedule
+    from sdtp.scorers import get_scorer
+
+    save_tiny_model(tmp_path, "mistral", sliding_window=4096, max_position_embeddings=8192)
+    ids = torch.randint(0, 101, (1, 6000), generator=torch.Generator().manual_seed(0))
+    schedule = KeepSchedule([1, 3], 1.0)
+    windowed, _ = load_model({"id": str(tmp_path), "device": "cpu"})
+    with pytest.raises(NotImplementedError, match="set `sliding_window: null` in the model's config_overrides"):
+        prefill_with_pruning(windowed, ids, schedule, get_scorer("baseline"))
+    model, _ = load_model({"id": str(tmp_path), "device": "cpu", "config_overrides": {"sliding_window": None}})
+    assert model.config.sliding_window is None
+    assert torch.equal(model.model.embed_tokens.weight, windowed.model.embed_tokens.weight)  # the saved weights
+    result = prefill_with_pruning(model, ids, schedule, get_scorer("baseline"))
+    with torch.no_grad():
+        expected = model(ids, logits_to_keep=1).logits[:, -1].float()
+    torch.testing.assert_close(result.logits, expected, atol=1e-4, rtol=1e-4)
