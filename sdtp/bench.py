@@ -19,7 +19,7 @@ from sdtp.flops import ideal_speedup, prefill_flops
 from sdtp.pruner import PruningModule
 from sdtp.schedule import KeepSchedule
 from sdtp.scorers import SdtpScorer, get_scorer
-from sdtp.timing import median, repeat_timed, synchronize, timed
+from sdtp.timing import median, model_devices, repeat_timed, synchronize, timed
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ def bench_prefill(model, lengths, ratios, schedule_layers, warmup, repeats, seed
     """One row per (length, variant, repeat) with prefill_s, plus analytic FLOPs and the scorer's share."""
     config = model.config
     device = next(model.parameters()).device
+    devices = model_devices(model)  # all of them synchronised around each timed run
     torch.manual_seed(seed)
     pruner = SdtpScorer(PruningModule(schedule_layers, config.hidden_size).to(device=device, dtype=model.dtype))
     baseline = get_scorer("baseline")
@@ -70,11 +71,11 @@ def bench_prefill(model, lengths, ratios, schedule_layers, warmup, repeats, seed
             return prefill_with_pruning(model, ids, schedule, scorer)
 
         for variant in variants:
-            repeat_timed(lambda v=variant: run(v), device, warmup, 0)
+            repeat_timed(lambda v=variant: run(v), devices, warmup, 0)
         times = {variant: [] for variant in variants}
         for _ in range(repeats):
             for variant in variants:
-                times[variant].append(timed(lambda v=variant: run(v), device)[0])
+                times[variant].append(timed(lambda v=variant: run(v), devices)[0])
         base_flops = prefill_flops(config, [length] * config.num_hidden_layers)
         for variant, (schedule, scorer) in variants.items():
             tokens = (
@@ -87,7 +88,7 @@ def bench_prefill(model, lengths, ratios, schedule_layers, warmup, repeats, seed
             if scorer is pruner:
                 shares = []
                 for _ in range(max(1, repeats // 2)):
-                    synchronize(device)
+                    synchronize(devices)
                     result = prefill_with_pruning(model, ids, schedule, scorer, time_scorer=True)
                     shares.append(result.scorer_s / median(times[variant]))
                 scorer_share = median(shares)

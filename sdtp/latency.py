@@ -22,7 +22,7 @@ import torch
 from sdtp.engine import decode_greedy, prefill_with_pruning
 from sdtp.flops import compression_ratio, ideal_speedup, kv_bytes_per_layer, prefill_flops
 from sdtp.schedule import KeepSchedule
-from sdtp.timing import timed
+from sdtp.timing import model_devices, peak_memory_per_device, reset_peak_memory, timed
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,10 @@ class LatencyRow:
     prefill_s: float
     decode_s: float
     total_s: float
-    peak_memory_bytes: int
+    peak_memory_bytes: int  # the largest over the devices
+    peak_memory_bytes_per_device: list[int]  # one per CUDA device in `devices` (empty on CPU)
     memory_kind: str  # "cuda_peak_allocated" or "cpu_rss"
+    devices: list[str]  # every device the model spans, all synchronised around each timed region
     kv_lengths: list[int]
     kv_bytes_per_layer: list[int]
     kv_bytes: int
@@ -64,10 +66,17 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def _peak_memory(device: torch.device) -> tuple[int, str]:
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device)), "cuda_peak_allocated"
-    return int(psutil.Process().memory_info().rss), "cpu_rss"
+def _peak_memory(devices: list[torch.device]) -> dict:
+    """The row's memory columns: CUDA peaks per device (and their max), else the process's resident set size."""
+    per_device = peak_memory_per_device(devices)
+    if per_device:
+        return dict(
+            peak_memory_bytes=max(per_device),
+            peak_memory_bytes_per_device=per_device,
+            memory_kind="cuda_peak_allocated",
+        )
+    rss = int(psutil.Process().memory_info().rss)
+    return dict(peak_memory_bytes=rss, peak_memory_bytes_per_device=[], memory_kind="cpu_rss")
 
 
 def measure_latency(
@@ -91,7 +100,9 @@ def measure_latency(
     import transformers
 
     config = model.config
-    device = next(model.parameters()).device
+    device = model.model.embed_tokens.weight.device  # where the prompt goes in
+    devices = model_devices(model)
+    cuda = [d for d in devices if d.type == "cuda"]
     num_layers = config.num_hidden_layers
     ids = torch.randint(0, config.vocab_size, (1, length), generator=torch.Generator().manual_seed(seed)).to(device)
     tokens_per_layer = schedule.tokens_per_layer(length, num_layers) if scorer.prunes else [length] * num_layers
@@ -105,7 +116,8 @@ def measure_latency(
         stages=schedule.num_stages if scorer.prunes else 0,
         prune_layers=list(schedule.layers) if scorer.prunes else [],
         new_tokens=new_tokens,
-        device=device_name(device),
+        device=", ".join(device_name(d) for d in cuda) if cuda else device_name(device),
+        devices=[str(d) for d in devices],
         dtype=str(model.dtype).removeprefix("torch."),
         prefill_flops=flops,
         baseline_prefill_flops=baseline_flops,
@@ -116,9 +128,9 @@ def measure_latency(
     )
 
     def one_run():
-        prefill_s, result = timed(lambda: prefill_with_pruning(model, ids, schedule, scorer), device)
+        prefill_s, result = timed(lambda: prefill_with_pruning(model, ids, schedule, scorer), devices)
         kv_lengths = result.kv_lengths  # before decoding grows the cache
-        decode_s, tokens = timed(lambda: decode_greedy(model, result, new_tokens, ignore_eos=True), device)
+        decode_s, tokens = timed(lambda: decode_greedy(model, result, new_tokens, ignore_eos=True), devices)
         assert tokens.shape[1] == new_tokens, "decode must produce exactly new_tokens tokens"
         return prefill_s, decode_s, kv_lengths
 
@@ -128,10 +140,9 @@ def measure_latency(
             one_run()
             log.info("%s r=%s L=%d: warm-up %d/%d done", method, common["keep_ratio"], length, i + 1, warmup)
         for repeat in range(repeats):
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
+            reset_peak_memory(devices)
             prefill_s, decode_s, kv_lengths = one_run()
-            peak, kind = _peak_memory(device)
+            memory = _peak_memory(devices)
             kv_bytes = kv_bytes_per_layer(config, kv_lengths, model.dtype)
             rows.append(
                 LatencyRow(
@@ -140,8 +151,7 @@ def measure_latency(
                     prefill_s=prefill_s,
                     decode_s=decode_s,
                     total_s=prefill_s + decode_s,
-                    peak_memory_bytes=peak,
-                    memory_kind=kind,
+                    **memory,
                     kv_lengths=kv_lengths,
                     kv_bytes_per_layer=kv_bytes,
                     kv_bytes=sum(kv_bytes),
@@ -162,7 +172,7 @@ def measure_latency(
     except torch.cuda.OutOfMemoryError as error:
         log.warning("%s r=%s L=%d: CUDA out of memory: %s", method, common["keep_ratio"], length, error)
         torch.cuda.empty_cache()
-        peak, kind = _peak_memory(device)
+        memory = _peak_memory(devices)
         nan = float("nan")
         rows = [
             LatencyRow(
@@ -171,8 +181,7 @@ def measure_latency(
                 prefill_s=nan,
                 decode_s=nan,
                 total_s=nan,
-                peak_memory_bytes=peak,
-                memory_kind=kind,
+                **memory,
                 kv_lengths=tokens_per_layer,
                 kv_bytes_per_layer=[],
                 kv_bytes=0,

@@ -80,3 +80,25 @@ def test_oom_becomes_a_row(monkeypatch):
     )
     assert len(rows) == 1 and rows[0].status == "oom"
     assert pd.isna(rows[0].prefill_s)
+
+
+def test_every_device_the_model_spans_is_synchronised_and_measured(monkeypatch):
+    """A model spread over 2 GPUs (simulated: the tiny model computes on CPU, the devices it reports are cuda:0 and
+    cuda:1): each timed prefill and decode is bracketed by syncs of both, and peak memory is recorded per device."""
+    model = make_tiny_model("qwen2", "sdpa")
+    calls = []
+    monkeypatch.setattr(latency_module, "model_devices", lambda m: [torch.device("cuda:0"), torch.device("cuda:1")])
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(str(device)))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: {"cuda:0": 3, "cuda:1": 5}[str(device)])
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: f"Fake H100 ({device})")
+    rows = measure_latency(
+        model, model_name="tiny", method="random", scorer=get_scorer("random"), schedule=KeepSchedule([1], 0.5),
+        length=32, warmup=1, repeats=2, new_tokens=2,
+    )  # fmt: skip
+    # 3 runs (1 warm-up + 2 repeats) × 2 timed regions × (before + after) × 2 devices
+    assert calls == ["cuda:0", "cuda:1"] * 12
+    row = rows[0]
+    assert row.devices == ["cuda:0", "cuda:1"] and row.device == "Fake H100 (cuda:0), Fake H100 (cuda:1)"
+    assert row.peak_memory_bytes_per_device == [3, 5] and row.peak_memory_bytes == 5
+    assert row.memory_kind == "cuda_peak_allocated"
