@@ -63,6 +63,12 @@ def _last_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     return model.lm_head(last.to(device_of(model.lm_head)))[:, -1].float()
 
 
+def rotary(decoder: nn.Module, hidden: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's own rotary (cos, sin) for `positions`, on `hidden`'s device: under accelerate's device_map the
+    rotary embedding is a placed module of its own (on the last GPU), not on the layer's device."""
+    return tuple(t.to(hidden.device) for t in decoder.rotary_emb(hidden, positions[None]))
+
+
 @torch.no_grad()
 def _prefill_layers(model, input_ids, schedule, scorer, time_scorer):
     decoder = model.model
@@ -84,7 +90,7 @@ def _prefill_layers(model, input_ids, schedule, scorer, time_scorer):
         stage = schedule.stage_of(idx)
         if prunes and stage is not None:
             if position_embeddings is None:
-                position_embeddings = decoder.rotary_emb(hidden, positions[None])
+                position_embeddings = rotary(decoder, hidden, positions)
             if time_scorer:
                 synchronize(device)
                 start = time.perf_counter()
@@ -97,7 +103,7 @@ def _prefill_layers(model, input_ids, schedule, scorer, time_scorer):
                 hidden, positions = hidden[:, keep], positions[keep]
                 position_embeddings = mask = None
         if position_embeddings is None:
-            position_embeddings = decoder.rotary_emb(hidden, positions[None])
+            position_embeddings = rotary(decoder, hidden, positions)
             mask = causal_mask(model, hidden)
         hidden = run_decoder_layer(layer, hidden, mask, positions, cache, position_embeddings)
         kept_positions.append(positions)
@@ -157,12 +163,12 @@ def decode_step(model: nn.Module, cache: DynamicCache, token_id: torch.Tensor, p
     decoder = model.model
     hidden = decoder.embed_tokens(token_id.to(device_of(decoder.embed_tokens)))
     positions = torch.tensor([position], device=hidden.device)
-    position_embeddings = decoder.rotary_emb(hidden, positions[None])
+    position_embeddings = rotary(decoder, hidden, positions)
     for layer in decoder.layers:
         device = device_of(layer)
         if hidden.device != device:
             hidden, positions = hidden.to(device), positions.to(device)
-            position_embeddings = decoder.rotary_emb(hidden, positions[None])
+            position_embeddings = rotary(decoder, hidden, positions)
         hidden = run_decoder_layer(layer, hidden, None, positions, cache, position_embeddings)
     return _last_logits(model, hidden)
 

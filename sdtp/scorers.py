@@ -105,7 +105,9 @@ class AttentionScorer(Scorer):
         if hasattr(attn, "q_norm"):  # families with per-head q/k norms (Qwen3-style)
             q, k = attn.q_norm(q), attn.k_norm(k)
         apply_rotary = sys.modules[type(attn).__module__].apply_rotary_pos_emb
-        cos, sin = ctx.position_embeddings
+        # Under accelerate's device_map the rotary embedding is its own placed module (after `model.norm`, on the last
+        # GPU): bring its cos/sin to this layer's device.
+        cos, sin = (t.to(q.device) for t in ctx.position_embeddings)
         q, _ = apply_rotary(q, q, cos[:, -1:], sin[:, -1:])
         k, _ = apply_rotary(k, k, cos, sin)
         kv_heads = k.shape[1]

@@ -27,6 +27,20 @@ def test_attention_scorer_equals_eager_attention_of_last_query():
     assert torch.allclose(scores, expected, atol=1e-5)
 
 
+def test_attention_scorer_takes_rotary_embeddings_from_another_device():
+    """Under `device_map` the rotary embedding sits on the last GPU, the scored layer on another. Simulated with two
+    devices a CPU has: the layer on `meta`, cos/sin on `cpu` (mixing them raises, as cuda:0 with cuda:1 would)."""
+    model = make_tiny_model("qwen2", "eager")
+    n = 16
+    hidden = torch.randn(1, n, model.config.hidden_size)
+    positions = torch.arange(n)
+    cos_sin = model.model.rotary_emb(hidden, positions[None])  # on cpu, like the last GPU's
+    model.model.layers[2].to("meta")
+    ctx = ScoreContext(model, 2, 0, hidden.to("meta"), positions.to("meta"), cos_sin)
+    scores = get_scorer("attention").score(ctx)
+    assert scores.shape == (n,) and scores.device.type == "meta"
+
+
 def test_sdtp_scorer_checks_schedule_and_model(tmp_path):
     model = make_tiny_model("qwen2", "sdpa")
     PruningModule([1, 2], model.config.hidden_size).save(tmp_path / "ok")
