@@ -6,6 +6,7 @@ only dry-run.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -21,10 +22,15 @@ SMOKE = ["--configfile", "configs/smoke.yaml"]
 TABLES = ["latency", "summary", "longbench", "saliency_sparsity", "pruner_losses"]
 
 
+# PATH without the directory of the interpreter that runs the tests (a virtualenv's bin/ in CI): as when a user runs
+# `.venv/bin/snakemake` without activating the virtualenv. The jobs' `python -m sdtp` must still find this interpreter.
+BARE_PATH = os.pathsep.join(p for p in ("/usr/local/bin", "/usr/bin", "/bin") if p != os.path.dirname(sys.executable))
+
+
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "--cores", "2", *args],
-        cwd=workdir, capture_output=True, text=True, timeout=900,
+        cwd=workdir, capture_output=True, text=True, timeout=900, env={**os.environ, "PATH": BARE_PATH},
     )  # fmt: skip
     if check and proc.returncode != 0:
         pytest.fail(
