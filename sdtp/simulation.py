@@ -122,6 +122,12 @@ def simulate_pruning(
     """
     if input_ids.dim() != 2 or input_ids.shape[0] != 1:
         raise ValueError(f"input_ids must have shape (1, n): batch size 1, got {tuple(input_ids.shape)}")
+    implementation = getattr(model.config, "_attn_implementation", "sdpa")
+    if implementation not in ("sdpa", "eager"):
+        raise ValueError(
+            f"simulated pruning needs an additive attention mask, which attn_implementation={implementation!r} does "
+            "not apply (FlashAttention-2 reads any mask as a padding mask); load the model with 'sdpa' or 'eager'"
+        )
     decoder = model.model
     n = input_ids.shape[1]
     check_window(model, n)  # the mask is full causal attention, as in the engine

@@ -137,3 +137,11 @@ def test_mask_gradient_is_the_masked_softmax_gradient(monkeypatch):
         # RMSNorm runs in float32 even in a float64 model: a step of 1e-2 with Richardson extrapolation (O(eps²)).
         slope, double_slope = [(loss_with(j, e) - base.item()) / e for e in (eps, 2 * eps)]
         assert autograd == pytest.approx(2 * slope - double_slope, rel=0.05, abs=1e-3), j
+
+
+def test_simulation_refuses_an_attention_that_ignores_additive_masks():
+    model = make_tiny_model("qwen2", "sdpa")
+    model.config._attn_implementation = "flash_attention_2"
+    pruner = PruningModule([1], model.config.hidden_size)
+    with pytest.raises(ValueError, match="needs an additive attention mask.*'sdpa' or 'eager'"):
+        simulate_pruning(model, pruner, random_ids(20, 0), KeepSchedule([1], 0.5))

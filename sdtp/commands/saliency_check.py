@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    settings, model, _ = load_run_model(args)
+    settings, model, _ = load_run_model(args, additive_mask=True)
     config = SaliencyConfig.from_dict(settings.get("saliency"))
     layers = schedule_for(settings, model, 1.0).layers
     rows = pd.read_parquet(args.train)

@@ -35,14 +35,32 @@ def model_spec(settings: dict, model_dir: str | None = None) -> dict:
     return spec
 
 
-def load_run_model(args: argparse.Namespace):
-    """Claim a GPU from the pool (before torch touches CUDA), then load the model: (settings, model, tokenizer)."""
+# Attention implementations that apply an arbitrary additive (1, 1, n, n) mask; FlashAttention-2 reads any mask as a
+# 2-D padding mask.
+ADDITIVE_MASK_ATTENTION = ("sdpa", "eager")
+
+
+def load_run_model(args: argparse.Namespace, additive_mask: bool = False):
+    """Claim a GPU from the pool (before torch touches CUDA), then load the model: (settings, model, tokenizer).
+
+    `additive_mask`: the job masks keys with an additive attention mask (stage 1's and stage 2's simulated pruning,
+    saliency-check): an attention implementation that cannot take one is replaced by SDPA, and the log says so.
+    """
     from sdtp.commands.gpu_pool import claim_device
 
     device = claim_device()
     if device is not None:
         log.info("claimed GPU %s", device)
-    model, tokenizer = load_model(model_spec(args.settings, args.model_dir))
+    spec = model_spec(args.settings, args.model_dir)
+    configured = spec.get("attn_implementation", "sdpa")
+    if additive_mask and configured not in ADDITIVE_MASK_ATTENTION:
+        log.warning(
+            "model.attn_implementation is %s, which cannot apply the additive attention mask this job needs; "
+            "loading the model with sdpa for this job (inference jobs keep %s)", configured, configured,
+        )  # fmt: skip
+        spec["attn_implementation"] = "sdpa"
+    model, tokenizer = load_model(spec)
+    log.info("model loaded with attn_implementation=%s", model.config._attn_implementation)
     return args.settings, model, tokenizer
 
 

@@ -34,7 +34,7 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def main(args: argparse.Namespace) -> int:
-    settings, model, _ = load_run_model(args)
+    settings, model, _ = load_run_model(args, additive_mask=True)
     config = PrunerTrainConfig.from_dict(settings.get("pruner"))
     schedule = schedule_for(settings, model, args.ratio)
     model_name = settings["model"]["name"]

@@ -28,3 +28,26 @@ def test_oracle_marks_tokens_as_stage_one_is_configured():
         torch.testing.assert_close(oracle._saliency[layer], expected[layer][:12])
     # Without a `saliency` section the oracle keeps the defaults (the paper's signed sum of the logit objective).
     assert scorer_for({"seed": 0}, "oracle", None).config == SaliencyConfig()
+
+
+def test_jobs_that_mask_keys_load_flash_attention_models_with_sdpa(tmp_path, monkeypatch, caplog):
+    """FlashAttention-2 reads any mask as a padding mask, so stage 1, stage 2 and saliency-check (which mask keys with
+    an additive mask) load the model with SDPA and say so; inference jobs keep the configured implementation."""
+    import argparse
+    import logging
+
+    from tiny_models import TINY_MODEL_SETTINGS, save_tiny_model
+
+    from sdtp.commands import settings as settings_module
+
+    save_tiny_model(tmp_path)
+    model_section = {**TINY_MODEL_SETTINGS, "attn_implementation": "flash_attention_2"}
+    args = argparse.Namespace(settings={"seed": 0, "model": model_section}, model_dir=str(tmp_path))
+    with caplog.at_level(logging.INFO):
+        _, model, _ = settings_module.load_run_model(args, additive_mask=True)
+    assert model.config._attn_implementation == "sdpa"
+    assert "cannot apply the additive attention mask" in caplog.text
+    asked = []
+    monkeypatch.setattr(settings_module, "load_model", lambda spec: asked.append(spec) or (model, None))
+    settings_module.load_run_model(args)
+    assert asked[0]["attn_implementation"] == "flash_attention_2"
