@@ -158,7 +158,8 @@ def _download_error(spec: ModelSpec, error: Exception) -> ModelLoadError:
         f"model {spec.id!r} (revision {spec.revision or 'default'}) could not be downloaded and is not in the local "
         f"HF cache; this machine may be offline. Set model.id to a local directory with config.json and weights, "
         f"or weights: random for latency-only runs (needs only the config.json, from a local directory or the cache), "
-        f"or set HF_HUB_OFFLINE=1 with a pre-populated HF cache (HF_HOME / HF_HUB_CACHE). "
+        f"or set HF_HUB_OFFLINE=1 with a pre-populated HF cache (HF_HOME / HF_HUB_CACHE). For a gated repo (Llama, "
+        f"Mistral), accept its licence on the hub and set HF_TOKEN. "
         f"Cause: {type(error).__name__}: {error}"
     )
 
@@ -288,8 +289,18 @@ def load_model(spec: dict[str, Any] | ModelSpec) -> tuple[PreTrainedModel, PreTr
 
 
 def load_tokenizer(spec: dict[str, Any] | ModelSpec) -> PreTrainedTokenizerBase | None:
-    """Only the tokenizer of the model `spec` names (no weights loaded), or None when it has none."""
-    spec, source, _ = _resolve_source(spec)
+    """Only the tokenizer of the model `spec` names (no weights loaded), or None when it has none.
+
+    Raises:
+        ModelLoadError: a hub id whose config cannot be had (offline, not cached, gated): the same error, naming the
+            same keys, as `load_model` gives — transformers' tokenizer lookup would turn it into "no tokenizer".
+    """
+    spec, source, local = _resolve_source(spec)
+    if not local:
+        try:
+            AutoConfig.from_pretrained(source, revision=spec.revision, trust_remote_code=spec.trust_remote_code)
+        except (OSError, EntryNotFoundError) as e:
+            raise _download_error(spec, e) from e
     return _load_tokenizer(source, spec)
 
 

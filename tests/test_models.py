@@ -11,7 +11,7 @@ from tokenizers import Tokenizer, pre_tokenizers
 from tokenizers.models import WordLevel
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from sdtp.models import ModelLoadError, ModelSpec, load_model
+from sdtp.models import ModelLoadError, ModelSpec, load_model, load_tokenizer
 
 WORDS = ["[UNK]", "[PAD]", "<s>", "</s>", "the", "key", "is", "blue"]
 
@@ -182,8 +182,11 @@ def test_offline_hub_miss_explains_what_to_set(monkeypatch, tmp_path, weights):
     with pytest.raises(ModelLoadError, match="could not be downloaded") as raised:
         load_model({"id": "Qwen/Qwen2-7B-Instruct", "weights": weights, "device": "cpu"})
     message = str(raised.value)
-    assert "offline" in message and "model.id" in message and "weights: random" in message
+    assert "offline" in message and "model.id" in message and "weights: random" in message and "HF_TOKEN" in message
     assert isinstance(raised.value.__cause__, OSError)
+    # The tokenizer alone (prepare-train) gives the same error, not "has no tokenizer".
+    with pytest.raises(ModelLoadError, match="could not be downloaded.*HF_TOKEN"):
+        load_tokenizer({"id": "Qwen/Qwen2-7B-Instruct", "weights": weights, "device": "cpu"})
 
 
 def test_sliding_window_override_runs_a_mistral_v01_shape_past_its_window(tmp_path):
