@@ -4,7 +4,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The embedded default (the offline demo) only when no --configfile is given: an experiment config is complete on its
+# own over the schema's defaults, and nothing of the demo leaks into it.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 # rules/common.smk puts the interpreter running Snakemake first on PATH, so jobs run `python -m sdtp` with it.

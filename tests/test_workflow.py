@@ -204,3 +204,36 @@ def test_schema_lists_exactly_the_demo_and_pruner_keys():
 
     saliency = schema["saliency"]["properties"]
     assert {key: spec["default"] for key, spec in saliency.items()} == dataclasses.asdict(SaliencyConfig())
+
+
+def flatten(mapping: dict, prefix: str = "") -> dict:
+    """{"a.b": value} for every leaf of a nested mapping (lists are leaves)."""
+    flat = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+@pytest.mark.parametrize("config_file", [None, *sorted(path.name for path in (REPO / "configs").glob("*.yaml"))])
+def test_effective_config_is_the_file_over_the_schema_defaults(tmp_path, config_file):
+    """Each experiment config is complete on its own: what the jobs see (the report job's --config, as Snakemake
+    resolved it) is that file over the schema's defaults, key by key — no demo value from config.yaml leaks in."""
+    import copy
+    import json
+    import shlex
+
+    import yaml
+    from snakemake.utils import validate
+
+    workdir = copy_project(tmp_path)
+    args = ["--configfile", f"configs/{config_file}"] if config_file else []
+    proc = snakemake(workdir, *args, "-n", "-p")
+    line = next(line for line in proc.stdout.splitlines() if "-m sdtp report " in line and "--config " in line)
+    effective = json.loads(shlex.split(line.split("--config ", 1)[1])[0])
+    source = yaml.safe_load((workdir / (f"configs/{config_file}" if config_file else "config.yaml")).read_text())
+    expected = copy.deepcopy(source)
+    validate(expected, str(REPO / "schemas" / "config.schema.yaml"), set_default=True)
+    assert flatten(effective) == flatten(json.loads(json.dumps(expected)))
