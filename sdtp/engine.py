@@ -141,7 +141,7 @@ def prefill_with_pruning(
     hidden, cache, kept_positions, scorer_s = _prefill_layers(model, input_ids, schedule, scorer, time_scorer)
     with torch.no_grad():
         logits = _last_logits(model, hidden)
-    return PrefillResult(
+    result = PrefillResult(
         logits=logits,
         cache=cache,
         kept_positions=kept_positions,
@@ -149,6 +149,15 @@ def prefill_with_pruning(
         tokens_per_layer=[int(p.shape[0]) for p in kept_positions],
         scorer_s=scorer_s,
     )
+    # Shapes only (no device sync): a transformers release whose layers stop writing `past_key_values` would leave
+    # the cache empty and decoding would silently ignore the prompt.
+    if result.kv_lengths != result.tokens_per_layer:
+        raise RuntimeError(
+            f"the decoder layers cached {result.kv_lengths} tokens per layer, the prefill kept "
+            f"{result.tokens_per_layer}: this transformers version's decoder layers no longer fill the cache passed "
+            "as `past_key_values`"
+        )
+    return result
 
 
 @torch.no_grad()

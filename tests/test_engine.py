@@ -226,3 +226,19 @@ def test_bf16_prefill_runs_and_tracks_fp32():
     assert r16.tokens_per_layer == r32.tokens_per_layer
     assert torch.corrcoef(torch.stack([r32.logits[0], r16.logits[0]]))[0, 1] > 0.99
     assert decode_step(model16, r16.cache, torch.tensor([[5]]), 80).dtype == torch.float32
+
+
+def test_a_cache_the_layers_leave_empty_stops_the_prefill(monkeypatch):
+    """If the decoder layers stop writing the cache they are given, the prefill fails instead of decoding from an
+    empty cache."""
+    import sdtp.engine as engine_module
+
+    real = engine_module.run_decoder_layer
+    monkeypatch.setattr(
+        engine_module,
+        "run_decoder_layer",
+        lambda layer, hidden, mask, pos, cache, emb: real(layer, hidden, mask, pos, None, emb),
+    )
+    model = make_tiny_model("qwen2", "sdpa")
+    with pytest.raises(RuntimeError, match="no longer fill the cache"):
+        prefill_with_pruning(model, torch.zeros(1, 8, dtype=torch.long), KeepSchedule([1], 0.5), get_scorer("random"))
