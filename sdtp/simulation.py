@@ -128,6 +128,12 @@ def simulate_pruning(
             f"simulated pruning needs an additive attention mask, which attn_implementation={implementation!r} does "
             "not apply (FlashAttention-2 reads any mask as a padding mask); load the model with 'sdpa' or 'eager'"
         )
+    if straight_through and model.dtype == torch.float16:
+        raise ValueError(
+            "stage-2 pruner training cannot run the model in float16: the LM term's gradient through a pruned key's "
+            f"weight e^{PRUNED_LOG_KEEP:.0f} underflows in fp16 and most of it is lost; set model.dtype to bfloat16 "
+            "(or float32) for the saliency and pruner jobs"
+        )
     decoder = model.model
     n = input_ids.shape[1]
     check_window(model, n)  # the mask is full causal attention, as in the engine

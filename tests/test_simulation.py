@@ -145,3 +145,25 @@ def test_simulation_refuses_an_attention_that_ignores_additive_masks():
     pruner = PruningModule([1], model.config.hidden_size)
     with pytest.raises(ValueError, match="needs an additive attention mask.*'sdpa' or 'eager'"):
         simulate_pruning(model, pruner, random_ids(20, 0), KeepSchedule([1], 0.5))
+
+
+def lm_gradient_norm(dtype) -> float:
+    """Norm of the LM term's gradient on the pruner (the straight-through path), the model in `dtype`."""
+    model = make_tiny_model("qwen2", "sdpa")
+    sample = make_samples(model, [1, 3], count=1, prompt=60, response=10)[0]
+    model = model.to(dtype)
+    schedule = KeepSchedule([1, 3], 0.5, min_local=4)
+    torch.manual_seed(0)
+    pruner = PruningModule(schedule.layers, model.config.hidden_size)
+    result = simulate_pruning(model, pruner, sample.input_ids, schedule, sample.prompt_length)
+    lm_loss_at_labels(model, result.hidden, sample.labels).backward()
+    return float(torch.cat([p.grad.flatten() for p in pruner.parameters()]).norm())
+
+
+def test_lm_gradient_agrees_in_fp32_and_bf16_and_fp16_is_refused():
+    """bf16 keeps the straight-through gradient (e^-70 is a normal bf16 number); fp16 would underflow it (norm 0.19
+    vs 0.57 when tried), so stage 2 refuses fp16 with the fix in the message."""
+    fp32, bf16 = lm_gradient_norm(torch.float32), lm_gradient_norm(torch.bfloat16)
+    assert fp32 > 0 and abs(bf16 - fp32) / fp32 < 0.10, (fp32, bf16)
+    with pytest.raises(ValueError, match="cannot run the model in float16.*bfloat16"):
+        lm_gradient_norm(torch.float16)
