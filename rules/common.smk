@@ -9,7 +9,15 @@ from snakemake.utils import validate
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 RESULTS = config["results"]
-MODEL = config["model"]["name"]
+# A random-weight model (latency without downloading weights) gets its own label, so its results never land on, or
+# pass for, the pretrained model's. Its LongBench scores would mean nothing: it is refused for quality jobs.
+RANDOM_WEIGHTS = config["model"].get("weights") == "random"
+MODEL = config["model"]["name"] + ("-random-weights" if RANDOM_WEIGHTS else "")
+if RANDOM_WEIGHTS and config["methods"]:
+    raise WorkflowError(
+        "config: model.weights is random, and LongBench scores of a random-weight model are meaningless; set "
+        "`methods: []` for a latency-only run (latency.methods still runs), or use pretrained weights"
+    )
 BASELINE_RATIO = "1.0"
 
 

@@ -237,3 +237,21 @@ def test_effective_config_is_the_file_over_the_schema_defaults(tmp_path, config_
     expected = copy.deepcopy(source)
     validate(expected, str(REPO / "schemas" / "config.schema.yaml"), set_default=True)
     assert flatten(effective) == flatten(json.loads(json.dumps(expected)))
+
+
+def test_random_weights_get_their_own_paths_and_no_scores(tmp_path):
+    """`weights: random` (latency without downloading) never writes over, or passes for, the pretrained model's
+    results, and refuses LongBench jobs, whose scores would mean nothing."""
+    workdir = copy_project(tmp_path)
+    paper_with_override = ["--configfile", "configs/paper-qwen2-7b.yaml", "override.yaml"]
+    (workdir / "override.yaml").write_text("model: {weights: random}\nmethods: []\n")  # latency only
+    proc = snakemake(workdir, "-n", "-p", *paper_with_override)
+    jobs = planned_jobs(proc.stdout)
+    rules = {rule for rule, _ in jobs}
+    assert rules >= {"latency", "tables"} and not rules & {"predict", "score"}
+    latency = [wildcards for rule, wildcards in jobs if rule == "latency"]
+    assert latency and all("model=qwen2-7b-instruct-random-weights" in w for w in latency)
+    assert "results/latency/qwen2-7b-instruct/" not in proc.stdout
+    (workdir / "override.yaml").write_text("model: {weights: random}\n")  # LongBench methods left on
+    proc = snakemake(workdir, "-n", *paper_with_override, check=False)
+    assert proc.returncode != 0 and "scores of a random-weight model are meaningless" in proc.stdout + proc.stderr

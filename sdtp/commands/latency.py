@@ -7,7 +7,7 @@ import argparse
 import logging
 
 from sdtp.commands.outputs import write_parquet
-from sdtp.commands.settings import add_settings_arguments, load_run_model, schedule_for, scorer_for
+from sdtp.commands.settings import add_settings_arguments, load_run_model, model_label, schedule_for, scorer_for
 from sdtp.latency import measure_latency, rows_to_frame
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ def main(args: argparse.Namespace) -> int:
     scorer = scorer_for(settings, args.method, args.pruner)
     rows = measure_latency(
         model,
-        model_name=settings["model"]["name"],
+        model_name=model_label(settings),
         method=args.method,
         scorer=scorer,
         schedule=schedule,

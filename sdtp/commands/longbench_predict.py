@@ -25,6 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.settings["model"].get("weights") == "random":
+        raise ValueError(
+            "model.weights is random: LongBench predictions of a random-weight model are meaningless; use pretrained "
+            "weights (random weights are for latency runs)"
+        )
     task = get_task(args.task)  # fail on a bad task name before loading the model
     records = read_jsonl(args.records)
     if not records:

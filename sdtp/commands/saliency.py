@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from sdtp.commands.outputs import write_parquet
-from sdtp.commands.settings import add_settings_arguments, load_run_model, schedule_for
+from sdtp.commands.settings import add_settings_arguments, load_run_model, model_label, schedule_for
 from sdtp.saliency import SaliencyConfig, sparsity, token_saliency
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
             score_rows.append(dict(split=sample.split, sample=sample.sample, layer=layer, scores=scores.tolist()))
             sparsity_rows.append(
                 dict(
-                    model=settings["model"]["name"],
+                    model=model_label(settings),
                     split=sample.split,
                     sample=sample.sample,
                     layer=layer,

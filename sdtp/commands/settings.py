@@ -25,6 +25,13 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-dir", default=None, help="local model directory built by the workflow (demo model)")
 
 
+def model_label(settings: dict) -> str:
+    """The model's name in result paths and table rows: `model.name`, marked `-random-weights` for `weights: random`
+    (the same label rules/common.smk puts in the paths)."""
+    section = settings["model"]
+    return section["name"] + ("-random-weights" if section.get("weights") == "random" else "")
+
+
 def model_spec(settings: dict, model_dir: str | None = None) -> dict:
     """The `sdtp.models.load_model` spec from the config's `model:` section (workflow-only keys dropped)."""
     spec = {k: v for k, v in settings["model"].items() if k not in ("name", "source", "demo") and v is not None}

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from sdtp.commands.outputs import write_parquet
-from sdtp.commands.settings import add_settings_arguments, load_run_model, schedule_for
+from sdtp.commands.settings import add_settings_arguments, load_run_model, model_label, schedule_for
 from sdtp.pruner_eval import evaluate_heldout, token_type_spearman
 from sdtp.pruner_training import PrunerTrainConfig, load_samples, train_pruner
 
@@ -37,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
     settings, model, _ = load_run_model(args, additive_mask=True)
     config = PrunerTrainConfig.from_dict(settings.get("pruner"))
     schedule = schedule_for(settings, model, args.ratio)
-    model_name = settings["model"]["name"]
+    model_name = model_label(settings)
     train_rows = pd.read_parquet(args.train)
     saliency = pd.read_parquet(args.saliency)
     train_samples = load_samples(train_rows[train_rows.split == "train"], saliency, schedule.layers)

@@ -51,3 +51,26 @@ def test_jobs_that_mask_keys_load_flash_attention_models_with_sdpa(tmp_path, mon
     monkeypatch.setattr(settings_module, "load_model", lambda spec: asked.append(spec) or (model, None))
     settings_module.load_run_model(args)
     assert asked[0]["attn_implementation"] == "flash_attention_2"
+
+
+def test_model_label_marks_random_weights():
+    from sdtp.commands.settings import model_label
+
+    assert model_label({"model": {"name": "qwen2-7b"}}) == "qwen2-7b"
+    assert model_label({"model": {"name": "qwen2-7b", "weights": "pretrained"}}) == "qwen2-7b"
+    assert model_label({"model": {"name": "qwen2-7b", "weights": "random"}}) == "qwen2-7b-random-weights"
+
+
+def test_predict_refuses_a_random_weight_model(tmp_path):
+    import json
+
+    import pytest
+
+    from sdtp.commands.cli import main as cli_main
+
+    settings = {"seed": 0, "model": {"name": "x", "id": "Qwen/Qwen2-7B-Instruct", "weights": "random"}}
+    with pytest.raises(ValueError, match="predictions of a random-weight model are meaningless"):
+        cli_main([
+            "longbench-predict", "--settings", json.dumps(settings), "--method", "baseline", "--ratio", "1.0",
+            "--task", "hotpotqa", "--records", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "out.jsonl"),
+        ])  # fmt: skip
