@@ -166,6 +166,27 @@ def pruner_flops(hidden_size: int, tokens_per_stage: list[int]) -> float:
     return float(sum(n * per_token for n in counts))
 
 
+def attention_scorer_flops(config, tokens_per_stage: list[int]) -> float:
+    """Analytic FLOPs of the `attention` comparator: per stage, the layer's q projection of the last token, the k
+    projection of every alive token and one row of attention logits (heads × n). Norms, RoPE and softmax ignored."""
+    dims = _dims(config)
+    counts = _checked_counts("tokens_per_stage", tokens_per_stage)
+    d = dims.hidden_size
+    per_stage = (2 * d * dims.q_width + n * (2 * d * dims.kv_width + 2 * dims.q_width) for n in counts)
+    return float(sum(per_stage))
+
+
+def scorer_flops(method: str, config, tokens_per_stage: list[int]) -> float:
+    """FLOPs a comparator spends scoring tokens during a pruned prefill, to count in that run's FLOPs (and so in its
+    ideal speedup): the SDTP pruning modules, the attention row of `attention`; 0 for scorers that do no matmuls
+    (`random`, `streaming`, `baseline`). The `oracle`'s backward pass is not a speed method and is not counted."""
+    if method == "sdtp":
+        return pruner_flops(_dims(config).hidden_size, tokens_per_stage)
+    if method == "attention":
+        return attention_scorer_flops(config, tokens_per_stage)
+    return 0.0
+
+
 def kv_bytes_per_layer(config, kv_lengths_per_layer: list[int], dtype: torch.dtype) -> list[int]:
     """Bytes of keys plus values cached per layer: 2 · num_key_value_heads · head_dim · length · element size.
 

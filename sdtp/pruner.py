@@ -55,18 +55,31 @@ class PruningModule(nn.Module):
         Args:
             hidden_states: (..., n, d) hidden states entering decoder layer `layer`.
         Returns:
-            (..., n) scores in the module's dtype; higher = more important.
+            (..., n) float32 scores (for a `place`d or float32 module); higher = more important.
         """
         key = str(layer)
         if key not in self.stages:
             raise KeyError(
                 f"this pruning module has no stage for layer {layer}; it was trained for layers {self.layers}"
             )
-        mlp = self.stages[key]
-        weight = mlp[0].weight
-        x = hidden_states.to(device=weight.device, dtype=weight.dtype)
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return mlp(x).squeeze(-1)
+        first, activation, last = self.stages[key]
+        x = hidden_states.to(device=first.weight.device, dtype=first.weight.dtype)  # a no-op once `place`d
+        # RMS normalisation folded after the first matmul (it is linear): no normalised n × d copy is made, and the
+        # mean square is accumulated in fp32 even for bf16 inputs.
+        scale = torch.rsqrt(x.pow(2).mean(-1, keepdim=True, dtype=torch.float32) + self.eps).to(x.dtype)
+        inner = activation(nn.functional.linear(x, first.weight) * scale + first.bias)
+        # The last layer (d/4 → 1) in fp32: pure-bf16 scores tie (2,181 distinct values over 32,768 tokens), and ties
+        # would decide the ranking.
+        return last(inner.to(last.weight.dtype)).squeeze(-1)
+
+    def place(self, devices: dict[int, torch.device], dtype: torch.dtype) -> PruningModule:
+        """Put each stage on its decoder layer's device (`devices`: layer → device), the first linear layer in the
+        model's `dtype` (its n × d input then needs no cast), the last one in fp32 (the scores). Once per model."""
+        for layer in self.layers:
+            first, _, last = self.stages[str(layer)]
+            first.to(device=devices[layer], dtype=dtype)
+            last.to(device=devices[layer], dtype=torch.float32)
+        return self
 
     def save(self, directory: str | Path, meta: dict | None = None) -> Path:
         """Write the checkpoint directory atomically; returns its path."""

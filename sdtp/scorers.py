@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sdtp.decoder import device_of
 from sdtp.pruner import PruningModule
 from sdtp.saliency import SaliencyConfig, token_saliency
 from sdtp.schedule import KeepSchedule
@@ -175,6 +176,8 @@ class SdtpScorer(Scorer):
     def __init__(self, checkpoint: str | Path | PruningModule):
         self.module = checkpoint if isinstance(checkpoint, PruningModule) else PruningModule.load(checkpoint)
         self.module.eval().requires_grad_(False)
+        self._weights = {k: v.detach().clone() for k, v in self.module.state_dict().items()}  # as trained (fp32)
+        self._placed_for: tuple[int, torch.dtype] | None = None
 
     def begin(self, model: nn.Module, input_ids: torch.Tensor, schedule: KeepSchedule) -> None:
         missing = [layer for layer in schedule.layers if str(layer) not in self.module.stages]
@@ -188,11 +191,15 @@ class SdtpScorer(Scorer):
                 f"the pruning module expects hidden size {self.module.hidden_size}, "
                 f"the model has {model.config.hidden_size}"
             )
+        placement = (id(model), model.dtype)
+        if self._placed_for != placement:  # once per model, not per prompt: each stage on its layer's device
+            layers = model.model.layers
+            # From the trained fp32 weights, never from an earlier placement's cast copy.
+            self.module.load_state_dict({k: v.clone() for k, v in self._weights.items()}, assign=True)
+            self.module.place({layer: device_of(layers[layer]) for layer in self.module.layers}, model.dtype)
+            self._placed_for = placement
 
     def score(self, ctx: ScoreContext) -> torch.Tensor:
-        device = ctx.hidden_states.device
-        if next(self.module.parameters()).device != device:
-            self.module.to(device)  # follows the layer's device under multi-GPU dispatch
         return self.module(ctx.layer, ctx.hidden_states)[0]
 
 

@@ -36,12 +36,14 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from sdtp.flops import (
+    attention_scorer_flops,
     compression_ratio,
     decode_step_flops,
     ideal_speedup,
     kv_bytes_per_layer,
     prefill_flops,
     pruner_flops,
+    scorer_flops,
 )
 
 TOLERANCE = 1e-3  # relative
@@ -259,3 +261,31 @@ def test_invalid_inputs_raise_value_error(call, message):
 def test_kv_bytes_rejects_non_dtype():
     with pytest.raises(TypeError, match="torch.dtype"):
         kv_bytes_per_layer(SMALL, [1, 1], "bfloat16")
+
+
+def test_scorer_flops_agree_with_flop_counter_on_the_real_scorers():
+    """The FLOPs counted into a pruned run (and so into its ideal speedup) are those the scorers really spend."""
+    from sdtp.pruner import PruningModule
+    from sdtp.scorers import ScoreContext, get_scorer
+
+    config = Qwen2Config(
+        vocab_size=50, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=2,
+    )  # fmt: skip
+    model = Qwen2ForCausalLM(config).eval()
+    n = 40
+    hidden = torch.randn(1, n, 64)
+    positions = torch.arange(n)
+    ctx = ScoreContext(model, 1, 0, hidden, positions, model.model.rotary_emb(hidden, positions[None]))
+    for method, scorer in [
+        ("attention", get_scorer("attention")),
+        ("sdtp", get_scorer("sdtp", checkpoint=PruningModule([1], 64))),
+    ]:
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            scorer.score(ctx)
+        assert scorer_flops(method, config, [n]) == counter.get_total_flops(), method
+    assert scorer_flops("random", config, [n, 20]) == scorer_flops("streaming", config, [n]) == 0.0
+    assert attention_scorer_flops(config, [n, 20]) == scorer_flops("attention", config, [n]) + scorer_flops(
+        "attention", config, [20]
+    )

@@ -33,3 +33,31 @@ def test_pruner_load_errors_are_clear(tmp_path):
     (tmp_path / "p" / "pruner.json").write_text(json.dumps({"format": "other", "version": 9}))
     with pytest.raises(ValueError, match="expected format 'sdtp-pruner' version 1"):
         PruningModule.load(tmp_path / "p")
+
+
+def test_forward_is_rms_norm_then_the_mlp():
+    """The folded normalisation is the module's definition: RMS-normalise, then Linear → GELU → Linear."""
+    torch.manual_seed(0)
+    module = PruningModule([2], 64)
+    x = torch.randn(3, 50, 64) * torch.rand(3, 50, 1) * 100  # magnitudes differing across tokens
+    normed = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + module.eps)
+    torch.testing.assert_close(module(2, x), module.stages["2"](normed).squeeze(-1), rtol=1e-5, atol=1e-5)
+
+
+def test_placed_in_bf16_the_scores_stay_float32_and_distinct():
+    """One path everywhere: the first layer in the model's dtype (no n × d upcast), the scores in fp32 (bf16 scores
+    tie and ties would decide the ranking), close to the fp32 module's ranking."""
+    torch.manual_seed(0)
+    reference = PruningModule([0], 64)
+    placed = PruningModule([0], 64)
+    placed.load_state_dict(reference.state_dict())
+    placed.place({0: torch.device("cpu")}, torch.bfloat16)
+    first, _, last = placed.stages["0"]
+    assert first.weight.dtype == torch.bfloat16 and last.weight.dtype == torch.float32
+    hidden = torch.randn(1, 4096, 64).to(torch.bfloat16)
+    scores = placed(0, hidden)[0]
+    assert scores.dtype == torch.float32
+    assert scores.unique().numel() >= 0.95 * scores.numel()
+    expected = reference(0, hidden.float())[0]
+    ranks = lambda t: t.argsort().argsort().double()  # noqa: E731
+    assert torch.corrcoef(torch.stack([ranks(scores), ranks(expected)]))[0, 1] > 0.99

@@ -87,3 +87,34 @@ def test_oracle_with_a_reference_scores_the_answer_loss_saliency():
     oracle.begin(model, prompt, schedule)
     torch.testing.assert_close(oracle._saliency[1], token_saliency(model, prompt, [1], objective="loss")[1].abs())
     assert not torch.allclose(expected[1][:12].abs(), oracle._saliency[1])
+
+
+def test_sdtp_scorer_places_each_stage_on_its_layer_device_once(monkeypatch):
+    """Each stage goes to its decoder layer's device in the model's dtype, once per model (not per prompt and not
+    per stage call). Two devices simulated on CPU: layer 3 on `meta`."""
+    model = make_tiny_model("qwen2", "sdpa")
+    scorer = get_scorer("sdtp", checkpoint=PruningModule([1, 3], model.config.hidden_size))
+    calls = []
+    real_place = scorer.module.place
+    monkeypatch.setattr(scorer.module, "place", lambda *a, **k: calls.append(a) or real_place(*a, **k))
+    model.model.layers[3].to("meta")
+    schedule = KeepSchedule([1, 3], 0.5)
+    for _ in range(3):
+        scorer.begin(model, torch.zeros(1, 8, dtype=torch.long), schedule)
+    assert len(calls) == 1
+    assert scorer.module.stages["1"][0].weight.device.type == "cpu"
+    assert scorer.module.stages["3"][0].weight.device.type == "meta"
+
+
+def test_sdtp_scorer_replaced_from_the_trained_weights_for_each_model():
+    """A bf16 placement does not round the weights a later fp32 model uses."""
+    torch.manual_seed(0)
+    module = PruningModule([1], 64)
+    trained = {k: v.clone() for k, v in module.state_dict().items()}
+    scorer = get_scorer("sdtp", checkpoint=module)
+    schedule = KeepSchedule([1], 0.5)
+    scorer.begin(make_tiny_model("qwen2", "sdpa", dtype=torch.bfloat16), torch.zeros(1, 8, dtype=torch.long), schedule)
+    assert scorer.module.stages["1"][0].weight.dtype == torch.bfloat16
+    scorer.begin(make_tiny_model("qwen2", "sdpa"), torch.zeros(1, 8, dtype=torch.long), schedule)
+    for key, value in scorer.module.state_dict().items():
+        assert torch.equal(value, trained[key]), key
