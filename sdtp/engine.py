@@ -161,17 +161,24 @@ def prefill_with_pruning(
 
 
 @torch.no_grad()
-def decode_step(model: nn.Module, cache: DynamicCache, token_id: torch.Tensor, position: int) -> torch.Tensor:
+def decode_step(
+    model: nn.Module, cache: DynamicCache, token_id: torch.Tensor, position: int | torch.Tensor
+) -> torch.Tensor:
     """Feed one token at original position `position` through every layer, appending to each layer's cache.
 
     Args:
         token_id: (1, 1) token id.
+        position: its original position: an int, or a (1,) LongTensor already on the device (what `decode_greedy`
+            passes, so that no step copies a Python number to the GPU: a blocking host-to-device copy per token).
     Returns:
         (1, vocab) float32 logits for the next token.
     """
     decoder = model.model
     hidden = decoder.embed_tokens(token_id.to(device_of(decoder.embed_tokens)))
-    positions = torch.tensor([position], device=hidden.device)
+    if isinstance(position, torch.Tensor):
+        positions = position.reshape(1).to(hidden.device)
+    else:
+        positions = torch.tensor([position], device=hidden.device)
     position_embeddings = rotary(decoder, hidden, positions)
     for layer in decoder.layers:
         device = device_of(layer)
@@ -215,6 +222,8 @@ def decode_greedy(
     eos = set() if ignore_eos else _eos_ids(model)
     logits = prefill_result.logits
     tokens, all_logits = [], []
+    # Positions live on the device and advance there: one copy per prompt (tiny), none per token.
+    position = torch.full((1,), prefill_result.original_length, device=device_of(model.model.embed_tokens))
     for step in range(max_new_tokens):
         token = logits.argmax(-1, keepdim=True)  # (1, 1)
         tokens.append(token)
@@ -222,6 +231,6 @@ def decode_greedy(
             all_logits.append(logits[0])
         if step == max_new_tokens - 1 or (eos and int(token) in eos):  # int() syncs: only when EOS matters
             break
-        logits = decode_step(model, prefill_result.cache, token, prefill_result.original_length + step)
+        logits = decode_step(model, prefill_result.cache, token, position + step)
     out = torch.cat([t.to(tokens[0].device) for t in tokens], dim=1)
     return (out, torch.stack([step.to(all_logits[0].device) for step in all_logits])) if return_logits else out

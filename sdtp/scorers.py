@@ -73,8 +73,11 @@ class RandomScorer(Scorer):
     name = "random"
 
     def score(self, ctx: ScoreContext) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + ctx.layer)
-        return torch.rand(ctx.positions.shape[0], generator=generator).to(ctx.positions.device)
+        # Drawn on the device itself (its own generator): no host-to-device copy inside a timed prefill. A CUDA
+        # generator's stream differs from the CPU one, so CPU and GPU runs keep different (each seeded) tokens.
+        device = ctx.positions.device
+        generator = torch.Generator(device=device).manual_seed(self.seed * 1_000_003 + ctx.layer)
+        return torch.rand(ctx.positions.shape[0], generator=generator, device=device)
 
 
 class StreamingScorer(Scorer):

@@ -118,3 +118,16 @@ def test_sdtp_scorer_replaced_from_the_trained_weights_for_each_model():
     scorer.begin(make_tiny_model("qwen2", "sdpa"), torch.zeros(1, 8, dtype=torch.long), schedule)
     for key, value in scorer.module.state_dict().items():
         assert torch.equal(value, trained[key]), key
+
+
+def test_random_scores_are_drawn_on_the_tokens_device(monkeypatch):
+    """No CPU draw copied to the GPU inside a timed prefill: the generator and the draw are on the tokens' device."""
+    drawn = []
+    real_rand = torch.rand
+    monkeypatch.setattr(torch, "rand", lambda *a, **k: drawn.append(k) or real_rand(*a, **k))
+    positions = torch.arange(10)
+    ctx = ScoreContext(None, 2, 0, torch.zeros(1, 10, 4), positions, None)
+    first = get_scorer("random", seed=3).score(ctx)
+    assert drawn and drawn[0]["device"] == positions.device and drawn[0]["generator"].device == positions.device
+    assert torch.equal(first, get_scorer("random", seed=3).score(ctx))  # seeded per (seed, layer)
+    assert not torch.equal(first, get_scorer("random", seed=4).score(ctx))
