@@ -1,9 +1,9 @@
 """From a LongBench record to model input ids, as the official v1 `pred.py` does it.
 
 Order (pred.py): fill the task's template with the record -> truncate the *prompt* in the middle to the model's
-maximum input length -> wrap it in the chat template (except for the few-shot and code tasks) -> tokenize. The length
-limit therefore applies to the prompt before the chat template; the template's own tokens come on top, as in the
-official harness.
+maximum input length -> wrap it as `longbench.chat_template` says (never the few-shot and code tasks) -> tokenize.
+The length limit therefore applies to the prompt before the chat template; the template's own tokens come on top, as
+in the official harness.
 """
 
 from __future__ import annotations
@@ -43,23 +43,83 @@ def truncate_middle(prompt: str, tokenizer, max_input_tokens: int) -> str:
     return head + tail
 
 
-def model_input_ids(task: TaskSpec, prompt: str, tokenizer) -> list[int]:
-    """Token ids the model is fed for `prompt`.
+# How a prompt is wrapped before tokenization (config `longbench.chat_template`):
+#   official: as LongBench v1's pred.py: only the model families its `build_chat` lists get a wrapper (recognised by
+#             the model's name), every other model — Qwen2, Mistral, Llama-3 … — the raw prompt;
+#   model:    the tokenizer's own chat template (a single user turn), for every model that has one;
+#   none:     always the raw prompt.
+# In every mode the few-shot and code tasks (trec, triviaqa, samsum, lsht, lcc, repobench-p) are never wrapped.
+CHAT_TEMPLATE_MODES = ("official", "model", "none")
 
-    With `task.uses_chat_template` and a tokenizer that has a chat template: the prompt as a single user turn through
-    `apply_chat_template(..., add_generation_prompt=True)` (the template brings its own special tokens). Otherwise
-    plain tokenization with the tokenizer's default special tokens, as pred.py does.
+# pred.py's `build_chat` wrappers, by the substring of the model name it matches on, in its order.
+_VICUNA_SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, "
+    "and polite answers to the user's questions."
+)
+_XGEN_HEADER = (
+    "A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, detailed, "
+    "and polite answers to the human's questions.\n\n"
+)
+
+
+def official_chat_prompt(prompt: str, model_name: str, tokenizer=None) -> str | list[int]:
+    """The prompt as LongBench v1's pred.py `build_chat` wraps it for `model_name` (a family it lists), or the raw
+    prompt for any other model. chatglm3 returns token ids (its tokenizer builds them); chatglm uses its tokenizer's
+    `build_prompt`; both need the model's own (remote-code) tokenizer."""
+    name = model_name.lower()
+    if "chatglm3" in name:
+        if not hasattr(tokenizer, "build_chat_input"):
+            raise ValueError(f"model {model_name!r}: chatglm3's wrapper needs its tokenizer's build_chat_input")
+        return list(tokenizer.build_chat_input(prompt)["input_ids"][0])
+    if "chatglm" in name:
+        if not hasattr(tokenizer, "build_prompt"):
+            raise ValueError(f"model {model_name!r}: chatglm's wrapper needs its tokenizer's build_prompt")
+        return tokenizer.build_prompt(prompt)
+    if "longchat" in name or "vicuna" in name:
+        return f"{_VICUNA_SYSTEM} USER: {prompt} ASSISTANT:"
+    if "llama2" in name or "llama-2" in name:
+        return f"[INST]{prompt}[/INST]"
+    if "xgen" in name:
+        return _XGEN_HEADER + f" ### Human: {prompt}\n###"
+    if "internlm" in name:
+        return f"<|User|>:{prompt}<eoh>\n<|Bot|>:"
+    return prompt
+
+
+def model_input_ids(
+    task: TaskSpec, prompt: str, tokenizer, chat_template: str = "official", model_name: str = ""
+) -> list[int]:
+    """Token ids the model is fed for `prompt` (see `CHAT_TEMPLATE_MODES`).
+
+    `model`: with `task.uses_chat_template` and a tokenizer that has a chat template, the prompt as a single user turn
+    through `apply_chat_template(..., add_generation_prompt=True)` (the template brings its own special tokens).
+    `official`: pred.py's wrapper for the families it lists (`official_chat_prompt`, by `model_name`). Otherwise plain
+    tokenization with the tokenizer's default special tokens, as pred.py does.
     """
-    if task.uses_chat_template and getattr(tokenizer, "chat_template", None):
+    if chat_template not in CHAT_TEMPLATE_MODES:
+        raise ValueError(f"longbench.chat_template = {chat_template!r} must be one of {', '.join(CHAT_TEMPLATE_MODES)}")
+    if task.uses_chat_template and chat_template == "model" and getattr(tokenizer, "chat_template", None):
         # return_dict=True pins the return type (transformers 5 returns a BatchEncoding by default).
         encoded = tokenizer.apply_chat_template(
             [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True, return_dict=True
         )
         return list(encoded["input_ids"])
+    if task.uses_chat_template and chat_template == "official":
+        wrapped = official_chat_prompt(prompt, model_name, tokenizer)
+        if isinstance(wrapped, list):
+            return wrapped
+        prompt = wrapped
     return list(tokenizer(prompt, truncation=False)["input_ids"])
 
 
-def encode_record(task: TaskSpec, record: Mapping[str, Any], tokenizer, max_input_tokens: int) -> list[int]:
+def encode_record(
+    task: TaskSpec,
+    record: Mapping[str, Any],
+    tokenizer,
+    max_input_tokens: int,
+    chat_template: str = "official",
+    model_name: str = "",
+) -> list[int]:
     """Model input ids for one record: `build_prompt` -> `truncate_middle` -> `model_input_ids` (pred.py's order)."""
     prompt = truncate_middle(build_prompt(task, record), tokenizer, max_input_tokens)
-    return model_input_ids(task, prompt, tokenizer)
+    return model_input_ids(task, prompt, tokenizer, chat_template, model_name)

@@ -6,7 +6,7 @@ import pytest
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
-from sdtp.longbench.prompts import build_prompt, encode_record, model_input_ids, truncate_middle
+from sdtp.longbench.prompts import build_prompt, encode_record, model_input_ids, official_chat_prompt, truncate_middle
 from sdtp.longbench.tasks import OFFICIAL_TASKS, get_task
 
 WORDS = [f"w{i}" for i in range(40)] + ["user", "assistant", "question", "story"]
@@ -94,8 +94,11 @@ def test_chat_template_rule(task, plain_tokenizer, chat_tokenizer):
     spec = get_task(task)
     prompt = "question w1 w2"
     plain_ids = [1, *plain_tokenizer.convert_tokens_to_ids(["question", "w1", "w2"])]
-    assert model_input_ids(spec, prompt, plain_tokenizer) == plain_ids  # no chat template: always plain
-    ids = model_input_ids(spec, prompt, chat_tokenizer)
+    assert model_input_ids(spec, prompt, plain_tokenizer, "model") == plain_ids  # no chat template: always plain
+    # official (the default): a model pred.py does not list (Qwen2, Mistral, ...) gets the raw prompt
+    assert model_input_ids(spec, prompt, chat_tokenizer) == plain_ids
+    assert model_input_ids(spec, prompt, chat_tokenizer, "none") == plain_ids
+    ids = model_input_ids(spec, prompt, chat_tokenizer, "model")
     if task in NO_CHAT_TEMPLATE_TASKS:
         assert ids == plain_ids
     else:
@@ -110,10 +113,47 @@ def test_chat_template_rule(task, plain_tokenizer, chat_tokenizer):
 def test_encode_record_truncates_before_the_chat_template(chat_tokenizer):
     spec = get_task("narrativeqa")
     record = fake_record("narrativeqa") | {"context": " ".join(WORDS[:40]), "input": "w1"}
-    ids = encode_record(spec, record, chat_tokenizer, max_input_tokens=8)
+    ids = encode_record(spec, record, chat_tokenizer, max_input_tokens=8, chat_template="model")
     prompt = truncate_middle(build_prompt(spec, record), chat_tokenizer, 8)
-    assert ids == model_input_ids(spec, prompt, chat_tokenizer)
+    assert ids == model_input_ids(spec, prompt, chat_tokenizer, "model")
     # The template survives: <s> user ... </s> assistant around at most 8 prompt tokens.
     tokens = chat_tokenizer.convert_ids_to_tokens(ids)
     assert tokens[:2] == ["<s>", "user"] and tokens[-2:] == ["</s>", "assistant"]
     assert len(ids) <= 8 + 4
+
+
+@pytest.mark.parametrize(
+    ("model_name", "expected"),
+    [
+        ("qwen2-7b-instruct", "Q"),
+        ("mistral-7b-instruct-v0.2", "Q"),
+        ("llama2-7b-chat-4k", "[INST]Q[/INST]"),
+        ("Llama-2-7b-chat-hf", "[INST]Q[/INST]"),
+        ("internlm-7b-8k", "<|User|>:Q<eoh>\n<|Bot|>:"),
+        (
+            "longchat-v1.5-7b-32k",
+            "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+            "detailed, and polite answers to the user's questions. USER: Q ASSISTANT:",
+        ),
+        (
+            "xgen-7b-8k",
+            "A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, "
+            "detailed, and polite answers to the human's questions.\n\n ### Human: Q\n###",
+        ),
+    ],
+)
+def test_official_wrappers_are_pred_py_build_chat(model_name, expected):
+    """LongBench v1 pred.py wraps only the families it lists; every other model is fed the raw prompt."""
+    assert official_chat_prompt("Q", model_name) == expected
+
+
+def test_official_mode_wraps_a_listed_family_and_skips_few_shot_tasks(plain_tokenizer):
+    prompt = "question w1 w2"
+    wrapped = model_input_ids(get_task("narrativeqa"), prompt, plain_tokenizer, "official", "llama2-7b-chat-4k")
+    assert wrapped == plain_tokenizer("[INST]question w1 w2[/INST]", truncation=False)["input_ids"]
+    raw = model_input_ids(get_task("trec"), prompt, plain_tokenizer, "official", "llama2-7b-chat-4k")
+    assert raw == plain_tokenizer(prompt, truncation=False)["input_ids"]
+    with pytest.raises(ValueError, match="chat_template = 'chatml' must be one of official, model, none"):
+        model_input_ids(get_task("narrativeqa"), prompt, plain_tokenizer, "chatml")
+    with pytest.raises(ValueError, match="chatglm's wrapper needs its tokenizer's build_prompt"):
+        model_input_ids(get_task("narrativeqa"), prompt, plain_tokenizer, "official", "chatglm2-6b-32k")
