@@ -6,37 +6,17 @@ only dry-run.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from workflow_runs import REPO, copy_project, snakemake
 
-REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "schemas", "configs", "report", "envs", "profiles"]
 SMOKE = ["--configfile", "configs/smoke.yaml"]
 TABLES = ["latency", "summary", "longbench", "saliency_sparsity", "pruner_losses"]
-
-
-# PATH without the directory of the interpreter that runs the tests (a virtualenv's bin/ in CI): as when a user runs
-# `.venv/bin/snakemake` without activating the virtualenv. The jobs' `python -m sdtp` must still find this interpreter.
-BARE_PATH = os.pathsep.join(p for p in ("/usr/local/bin", "/usr/bin", "/bin") if p != os.path.dirname(sys.executable))
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", *args],
-        cwd=workdir, capture_output=True, text=True, timeout=900, env={**os.environ, "PATH": BARE_PATH},
-    )  # fmt: skip
-    if check and proc.returncode != 0:
-        pytest.fail(
-            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-        )
-    return proc
 
 
 def planned_jobs(output: str) -> list[tuple[str, str]]:
@@ -57,16 +37,6 @@ def override(workdir: Path, text: str) -> list[str]:
     path = workdir / "override.yaml"
     path.write_text(text)
     return ["--configfile", "configs/smoke.yaml", "override.yaml"]
-
-
-def copy_project(dest: Path) -> Path:
-    for name in WORKFLOW_FILES:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, dest / name)
-        elif source.exists():
-            shutil.copy(source, dest / name)
-    return dest
 
 
 @pytest.fixture(scope="module")
