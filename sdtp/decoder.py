@@ -45,6 +45,12 @@ def causal_mask(model: nn.Module, hidden_states: torch.Tensor):
     )
 
 
+def rotary(decoder: nn.Module, hidden: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's own rotary (cos, sin) for `positions` (m,), on `hidden`'s device: under accelerate's device_map the
+    rotary embedding is a placed module of its own (on the last GPU), not on the layer's device."""
+    return tuple(t.to(hidden.device) for t in decoder.rotary_emb(hidden, positions[None]))
+
+
 def run_decoder_layer(layer: nn.Module, hidden, mask, positions, cache, position_embeddings) -> torch.Tensor:
     """One decoder layer on (1, m, d) `hidden` at original `positions` (m,), caching into `cache` when given."""
     out = layer(

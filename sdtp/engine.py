@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
-from sdtp.decoder import causal_mask, check_window, device_of, run_decoder_layer, synchronize
+from sdtp.decoder import causal_mask, check_window, device_of, rotary, run_decoder_layer, synchronize
 from sdtp.schedule import KeepSchedule
 from sdtp.scorers import ScoreContext, Scorer
 
@@ -61,12 +61,6 @@ def _last_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     last = hidden[:, -1:]
     last = decoder.norm(last.to(device_of(decoder.norm)))
     return model.lm_head(last.to(device_of(model.lm_head)))[:, -1].float()
-
-
-def rotary(decoder: nn.Module, hidden: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The model's own rotary (cos, sin) for `positions`, on `hidden`'s device: under accelerate's device_map the
-    rotary embedding is a placed module of its own (on the last GPU), not on the layer's device."""
-    return tuple(t.to(hidden.device) for t in decoder.rotary_emb(hidden, positions[None]))
 
 
 @torch.no_grad()

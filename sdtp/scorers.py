@@ -129,7 +129,8 @@ class OracleScorer(Scorer):
       prompt tokens the correct answer depends on, exactly as stage 1 marks the pruner's training targets;
     - without one (latency runs): T = the LM loss of the prompt itself (mean next-token cross-entropy over the prompt).
     Either way the hidden dimension is reduced as stage 1 does (`config.reduction`). The reference is used for one
-    prompt only: `begin` clears it.
+    prompt only: `begin` clears it. Memory is linear in the prompt length (checkpointed layers, logits only at the
+    label positions, in chunks): see `sdtp.saliency.token_saliency` for the formula.
     """
 
     name = "oracle"

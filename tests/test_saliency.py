@@ -136,3 +136,59 @@ def test_bf16_saliency_is_reduced_in_fp32(reduction):
     scores = token_saliency(model, ids, [1], reduction=reduction)[1]
     assert scores.dtype == torch.float32
     assert scores[:-1].unique().numel() >= 0.95 * (scores.numel() - 1)
+
+
+def saved_bytes(model, ids, labels, layers) -> int:
+    """Bytes of the distinct tensors autograd keeps for the backward pass of `token_saliency` (parameters excluded)."""
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameters:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        token_saliency(model, ids, layers, labels=labels)
+    return sum(saved.values())
+
+
+def test_saliency_memory_is_linear_in_the_prompt_and_logits_only_at_labels():
+    """The oracle runs on whole LongBench prompts (31.5K tokens on a 7B model): what the backward keeps must grow
+    linearly with n (checkpointed layer inputs, ≈ (L + 1)·n·d values), and the LM head must see only the label
+    positions, never n × vocab."""
+    model = make_tiny_model("qwen2", "eager", num_hidden_layers=5)
+    d, layers = model.config.hidden_size, [1, 3]
+    seen = []
+    model.lm_head.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[1]))
+    sizes = {}
+    for n in (128, 256):
+        ids = torch.randint(0, 101, (1, n), generator=torch.Generator().manual_seed(n))
+        labels = torch.full_like(ids, -100)
+        labels[0, -3:] = ids[0, -3:]  # a 3-token answer: 3 positions predict a label
+        sizes[n] = saved_bytes(model, ids, labels, layers)
+        assert set(seen) == {3}, seen  # the forward and its recomputation, each on the 3 label positions only
+        seen.clear()
+        layers_kept = model.config.num_hidden_layers - layers[0] + 1
+        bound = layers_kept * n * d * 4 + n * n * 4 + 2 * n * (d // 4) * 4 * 2 + 65536  # + the eager causal mask, RoPE
+        assert sizes[n] <= bound, (n, sizes[n], bound)
+    # Linear growth besides the one n × n eager mask (attention probabilities are never kept).
+    assert sizes[256] - 256 * 256 * 4 <= 2.2 * (sizes[128] - 128 * 128 * 4)
+
+
+def test_loss_objective_over_a_whole_prompt_is_computed_in_chunks(monkeypatch):
+    """Without a reference answer the oracle's objective is the prompt's own LM loss: every position has a label.
+    Its logits come in chunks (recomputed in the backward pass), and the result equals the unchunked one."""
+    import sdtp.saliency as saliency_module
+
+    model = make_tiny_model("qwen2", "sdpa")
+    ids = torch.randint(0, 101, (1, 50), generator=torch.Generator().manual_seed(2))
+    whole = token_saliency(model, ids, [1, 2], objective="loss")
+    monkeypatch.setattr(saliency_module, "LOGIT_CHUNK", 8)
+    seen = []
+    model.lm_head.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[1]))
+    chunked = token_saliency(model, ids, [1, 2], objective="loss")
+    assert max(seen) == 8 and sum(seen) == 2 * 49  # 49 positions predict a label, each computed twice
+    for layer in (1, 2):
+        torch.testing.assert_close(chunked[layer], whole[layer], rtol=1e-4, atol=1e-6)
