@@ -16,5 +16,6 @@ rule latency:
         model_dir=model_dir_arg,
         pruner=pruner_arg,
     shell:
-        "python -m sdtp latency --settings {params.settings:q} {params.model_dir} {params.pruner}"
+        "python -m sdtp latency --settings {params.settings:q} {params.model_dir}"
+        " --gpus {resources.gpu} {params.pruner}"
         " --method {wildcards.method} --ratio {wildcards.ratio} --length {wildcards.length} --out {output} > {log} 2>&1"

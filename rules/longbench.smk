@@ -16,7 +16,8 @@ rule predict:
         model_dir=model_dir_arg,
         pruner=pruner_arg,
     shell:
-        "python -m sdtp longbench-predict --settings {params.settings:q} {params.model_dir} {params.pruner}"
+        "python -m sdtp longbench-predict --settings {params.settings:q} {params.model_dir}"
+        " --gpus {resources.gpu} {params.pruner}"
         " --method {wildcards.method} --ratio {wildcards.ratio} --task {wildcards.task}"
         " --records {input.records} --out {output} > {log} 2>&1"
 

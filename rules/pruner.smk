@@ -16,5 +16,6 @@ rule train_pruner:
         settings=settings("seed", "model", "schedule", "pruner"),
         model_dir=model_dir_arg,
     shell:
-        "python -m sdtp train-pruner --settings {params.settings:q} {params.model_dir} --ratio {wildcards.ratio}"
+        "python -m sdtp train-pruner --settings {params.settings:q} {params.model_dir}"
+        " --gpus {resources.gpu} --ratio {wildcards.ratio}"
         " --train {input.train} --saliency {input.saliency} --out {output.pruner} --losses {output.losses} > {log} 2>&1"

@@ -15,5 +15,6 @@ rule saliency:
         settings=settings("seed", "model", "schedule", "saliency"),
         model_dir=model_dir_arg,
     shell:
-        "python -m sdtp saliency --settings {params.settings:q} {params.model_dir} --train {input.train}"
+        "python -m sdtp saliency --settings {params.settings:q} {params.model_dir}"
+        " --gpus {resources.gpu} --train {input.train}"
         " --out {output.scores} --sparsity {output.sparsity} > {log} 2>&1"

@@ -1,9 +1,10 @@
-"""A GPU pool for concurrent Snakemake jobs on one machine: each job claims one device with a file lock.
+"""A GPU pool for concurrent Snakemake jobs on one machine: each job claims its devices with file locks.
 
-Snakemake's `resources: gpu=1` bounds how many GPU jobs run at once but does not say *which* GPU a job gets. Each job
-therefore calls `claim_device()` before torch touches CUDA: it takes an exclusive, non-blocking `fcntl.flock` on
-`<lock_dir>/gpu-<id>.lock` for the first free device, pins itself to it through `CUDA_VISIBLE_DEVICES`, and keeps the
-lock's file descriptor open for the rest of the process. The kernel drops the lock when the process ends, however it
+Snakemake's `resources: gpu=N` bounds how many GPUs the running jobs hold together but does not say *which* GPUs a job
+gets. Each job therefore calls `claim_devices(N)` before torch touches CUDA: it takes an exclusive, non-blocking
+`fcntl.flock` on `<lock_dir>/gpu-<id>.lock` for N free devices (all or none, so two jobs never deadlock on halves),
+pins itself to them through `CUDA_VISIBLE_DEVICES`, and keeps the locks' file descriptors open for the rest of the
+process. The kernel drops the lock when the process ends, however it
 ends (SIGKILL included), so a crashed job never leaks a device.
 """
 
@@ -59,41 +60,63 @@ def _try_lock(path: Path) -> int | None:
     return fd
 
 
-def claim_device(
-    lock_dir: str | os.PathLike | None = None, timeout_s: float | None = None, poll_s: float = 1.0
-) -> str | None:
-    """Claim one free GPU for this process and pin it via `CUDA_VISIBLE_DEVICES`; return its id, or None.
+def claim_devices(
+    count: int = 1, lock_dir: str | os.PathLike | None = None, timeout_s: float | None = None, poll_s: float = 1.0
+) -> list[str] | None:
+    """Claim `count` free GPUs for this process and pin them via `CUDA_VISIBLE_DEVICES`; return their ids, or None.
 
-    None (and nothing changed) on a machine without GPUs and inside a SLURM job, whose allocation already pins devices.
-    When every device is taken, waits (logging) until one frees up, or raises `TimeoutError` after `timeout_s`.
-    Calling it again in the same process returns the device it already holds.
+    None (and nothing changed) when `count` is 0, on a machine without GPUs, and inside a SLURM job, whose allocation
+    already pins devices. When fewer than `count` are free, waits (logging) until enough free up, or raises
+    `TimeoutError` after `timeout_s`; asking for more than the machine has is an error at once. Calling it again in the
+    same process returns the devices it already holds.
     """
+    if count < 1:
+        return None
     if os.environ.get("SLURM_JOB_ID"):
         log.info("inside SLURM job %s: devices are pinned by the allocation", os.environ["SLURM_JOB_ID"])
         return None
     if _held:
-        return next(iter(_held))
+        return list(_held)
     devices = visible_devices()
     if not devices:
         return None
+    if count > len(devices):
+        raise ValueError(
+            f"a job asks for {count} GPUs (config resources.gpu) but only {len(devices)} are visible: {devices}"
+        )
     directory = _lock_dir(lock_dir)
     directory.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     warned = False
     while True:
+        taken: dict[str, int] = {}
         for device in devices:
             fd = _try_lock(directory / f"gpu-{device}.lock")
             if fd is not None:
-                _held[device] = fd
-                os.environ["CUDA_VISIBLE_DEVICES"] = device
-                log.info("claimed GPU %s (lock in %s)", device, directory)
-                return device
+                taken[device] = fd
+                if len(taken) == count:
+                    _held.update(taken)
+                    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(taken)
+                    log.info("claimed GPU(s) %s (locks in %s)", ",".join(taken), directory)
+                    return list(taken)
+        for fd in taken.values():  # not enough: give back what was taken, so no two jobs hold halves
+            os.close(fd)
         if timeout_s is not None and time.monotonic() - start >= timeout_s:
-            raise TimeoutError(f"all GPUs {devices} are claimed (locks in {directory}) after {timeout_s} s")
+            raise TimeoutError(
+                f"fewer than {count} of the GPUs {devices} are free (locks in {directory}) after {timeout_s} s"
+            )
         if not warned:
-            log.warning("all GPUs %s are claimed by other jobs (locks in %s); waiting", devices, directory)
+            log.warning("fewer than %d of the GPUs %s are free (locks in %s); waiting", count, devices, directory)
             warned = True
         time.sleep(poll_s)
+
+
+def claim_device(
+    lock_dir: str | os.PathLike | None = None, timeout_s: float | None = None, poll_s: float = 1.0
+) -> str | None:
+    """Claim one free GPU (`claim_devices(1)`); return its id, or None."""
+    claimed = claim_devices(1, lock_dir, timeout_s, poll_s)
+    return claimed[0] if claimed else None
 
 
 def release_device() -> None:

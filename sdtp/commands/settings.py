@@ -23,6 +23,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
         "--settings", required=True, type=json.loads, help="JSON object with the config sections this job reads"
     )
     parser.add_argument("--model-dir", default=None, help="local model directory built by the workflow (demo model)")
+    parser.add_argument(
+        "--gpus", type=int, default=1, help="GPUs this job claims from the pool (the rule's gpu resource; 0 = none)"
+    )
 
 
 def model_label(settings: dict) -> str:
@@ -53,12 +56,13 @@ def load_run_model(args: argparse.Namespace, additive_mask: bool = False):
     `additive_mask`: the job masks keys with an additive attention mask (stage 1's and stage 2's simulated pruning,
     saliency-check): an attention implementation that cannot take one is replaced by SDPA, and the log says so.
     """
-    from sdtp.commands.gpu_pool import claim_device
+    from sdtp.commands.gpu_pool import claim_devices
 
-    device = claim_device()
-    if device is not None:
-        log.info("claimed GPU %s", device)
+    devices = claim_devices(getattr(args, "gpus", 1))
     spec = model_spec(args.settings, args.model_dir)
+    if devices and len(devices) > 1 and not spec.get("device_map"):
+        log.info("%d GPUs claimed: spreading the model over them (device_map: auto)", len(devices))
+        spec["device_map"] = "auto"
     configured = spec.get("attn_implementation", "sdpa")
     if additive_mask and configured not in ADDITIVE_MASK_ATTENTION:
         log.warning(

@@ -118,3 +118,68 @@ def test_nvidia_smi_listing(tmp_path, monkeypatch, listing, expected):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     assert gpu_pool.visible_devices() == expected
+
+
+PAIR_HOLDER = """
+import os, sys, time
+from sdtp.commands.gpu_pool import claim_devices
+devices = claim_devices(2, sys.argv[1], timeout_s=float(sys.argv[2]), poll_s=0.05)
+print(",".join(devices), os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_job_claims_several_distinct_devices_all_or_none(tmp_path):
+    """gpus_per_job = 2 on a 4-GPU box: two jobs get disjoint pairs, a third waits (here: times out) and holds none."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "0,1,2,3"}
+    env.pop("SLURM_JOB_ID", None)
+
+    def start(timeout_s):
+        return subprocess.Popen(
+            [sys.executable, "-c", PAIR_HOLDER, str(tmp_path), str(timeout_s)], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    holders = [start(5.0), start(5.0)]
+    try:
+        pairs = []
+        for proc in holders:
+            claimed, pinned = proc.stdout.readline().split()
+            assert claimed == pinned and len(claimed.split(",")) == 2
+            pairs.append(set(claimed.split(",")))
+        assert pairs[0].isdisjoint(pairs[1]) and pairs[0] | pairs[1] == {"0", "1", "2", "3"}
+        third = start(0.5)
+        assert third.wait(timeout=30) != 0 and "TimeoutError" in third.stderr.read()
+    finally:
+        for proc in holders:
+            proc.kill()
+            proc.wait()
+
+
+def test_asking_for_more_gpus_than_visible_is_an_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setattr(gpu_pool, "_held", {})
+    with pytest.raises(ValueError, match="asks for 3 GPUs .* only 2 are visible"):
+        gpu_pool.claim_devices(3, tmp_path)
+    assert gpu_pool.claim_devices(0, tmp_path) is None
+
+
+def test_a_multi_gpu_job_spreads_its_model_over_the_claimed_devices(monkeypatch, tmp_path):
+    import argparse
+
+    from sdtp.commands import settings as settings_module
+
+    asked = []
+    monkeypatch.setattr(gpu_pool, "claim_devices", lambda count: [str(i) for i in range(count)])
+    monkeypatch.setattr(settings_module, "load_model", lambda spec: asked.append(spec) or (FakeModel(), None))
+    model_section = {"name": "m", "id": "org/model", "device": "cuda"}
+    for gpus, device_map in [(2, "auto"), (1, None)]:
+        args = argparse.Namespace(settings={"model": model_section}, model_dir=None, gpus=gpus)
+        settings_module.load_run_model(args)
+        assert asked[-1].get("device_map") == device_map
+
+
+class FakeModel:
+    class config:  # noqa: N801 - stands in for a transformers config
+        _attn_implementation = "sdpa"
