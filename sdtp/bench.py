@@ -5,6 +5,9 @@ For each prompt length it times, round-robin so that drift hits every variant al
 engine with SDTP's pruning module (random weights: timing only) at each keep ratio. It prints the medians, the
 measured speedup over the engine's baseline, the FLOPs-ideal speedup (`sdtp.flops`), their ratio, and the pruning
 module's share of the pruned prefill (timed in separate, synchronised runs so the timed runs stay free of extra syncs).
+
+A length at which any variant runs out of memory (`sdtp.oom.is_out_of_memory`) gets one row per variant with
+`status: "oom"` and NaN times, and the benchmark goes on with the next length; the other rows have `status: "ok"`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 
 from sdtp.engine import prefill_with_pruning
 from sdtp.flops import ideal_speedup, prefill_flops
+from sdtp.oom import describe, free_memory, is_out_of_memory
 from sdtp.pruner import PruningModule
 from sdtp.schedule import KeepSchedule
 from sdtp.scorers import SdtpScorer, get_scorer
@@ -48,7 +52,8 @@ def build_bench_model(shape: str, dtype: torch.dtype, device: str, attn: str):
 
 
 def bench_prefill(model, lengths, ratios, schedule_layers, warmup, repeats, seed=0) -> pd.DataFrame:
-    """One row per (length, variant, repeat) with prefill_s, plus analytic FLOPs and the scorer's share."""
+    """One row per (length, variant, repeat) with prefill_s, plus analytic FLOPs, the scorer's share and the status;
+    a length that runs out of memory gives one "oom" row per variant (NaN times) and the next length runs."""
     config = model.config
     device = next(model.parameters()).device
     devices = model_devices(model)  # all of them synchronised around each timed run
@@ -57,41 +62,30 @@ def bench_prefill(model, lengths, ratios, schedule_layers, warmup, repeats, seed
     baseline = get_scorer("baseline")
     rows = []
     for length in lengths:
-        ids = torch.randint(0, config.vocab_size, (1, length), generator=torch.Generator().manual_seed(seed)).to(device)
         variants = {"transformers": (None, None)}
         variants["baseline"] = (KeepSchedule(schedule_layers, 1.0), baseline)
         for ratio in ratios:
             variants[f"sdtp r={ratio}"] = (KeepSchedule(schedule_layers, ratio), pruner)
-
-        def run(variant, variants=variants, ids=ids):
-            schedule, scorer = variants[variant]
-            if schedule is None:
-                with torch.no_grad():
-                    return model(ids, logits_to_keep=1, use_cache=True)
-            return prefill_with_pruning(model, ids, schedule, scorer)
-
-        for variant in variants:
-            repeat_timed(lambda v=variant: run(v), devices, warmup, 0)
-        times = {variant: [] for variant in variants}
-        for _ in range(repeats):
-            for variant in variants:
-                times[variant].append(timed(lambda v=variant: run(v), devices)[0])
+        oom = False
+        try:
+            times, shares = _time_length(model, length, variants, pruner, devices, warmup, repeats, seed)
+        except RuntimeError as error:  # torch.OutOfMemoryError is a RuntimeError
+            if not is_out_of_memory(error):
+                raise
+            log.warning("length %d: out of memory, going on with the next length: %s", length, describe(error))
+            oom = True
+        if oom:
+            free_memory()  # outside the except block: its traceback holds the failed run's tensors
+            times = {variant: [float("nan")] for variant in variants}
+            shares = {}
         base_flops = prefill_flops(config, [length] * config.num_hidden_layers)
-        for variant, (schedule, scorer) in variants.items():
+        for variant, (schedule, _) in variants.items():
             tokens = (
                 schedule.tokens_per_layer(length, config.num_hidden_layers)
                 if schedule
                 else [length] * config.num_hidden_layers
             )
             flops = prefill_flops(config, tokens)
-            scorer_share = float("nan")
-            if scorer is pruner:
-                shares = []
-                for _ in range(max(1, repeats // 2)):
-                    synchronize(devices)
-                    result = prefill_with_pruning(model, ids, schedule, scorer, time_scorer=True)
-                    shares.append(result.scorer_s / median(times[variant]))
-                scorer_share = median(shares)
             for repeat, seconds in enumerate(times[variant]):
                 rows.append(
                     dict(
@@ -103,13 +97,46 @@ def bench_prefill(model, lengths, ratios, schedule_layers, warmup, repeats, seed
                         flops=flops,
                         baseline_flops=base_flops,
                         ideal_speedup=ideal_speedup(base_flops, flops),
-                        scorer_share=scorer_share,
+                        scorer_share=shares.get(variant, float("nan")),
                         device=str(device),
                         dtype=str(model.dtype).removeprefix("torch."),
+                        status="oom" if oom else "ok",
                     )
                 )
-        log.info("length %d done: %s", length, {v: round(median(t), 4) for v, t in times.items()})
+        if not oom:
+            log.info("length %d done: %s", length, {v: round(median(t), 4) for v, t in times.items()})
     return pd.DataFrame(rows)
+
+
+def _time_length(model, length, variants, pruner, devices, warmup, repeats, seed):
+    """({variant: seconds per repeat}, {pruned variant: the scorer's median share of its prefill}) at one length."""
+    config = model.config
+    device = next(model.parameters()).device
+    ids = torch.randint(0, config.vocab_size, (1, length), generator=torch.Generator().manual_seed(seed)).to(device)
+
+    def run(variant):
+        schedule, scorer = variants[variant]
+        if schedule is None:
+            with torch.no_grad():
+                return model(ids, logits_to_keep=1, use_cache=True)
+        return prefill_with_pruning(model, ids, schedule, scorer)
+
+    for variant in variants:
+        repeat_timed(lambda v=variant: run(v), devices, warmup, 0)
+    times = {variant: [] for variant in variants}
+    for _ in range(repeats):
+        for variant in variants:
+            times[variant].append(timed(lambda v=variant: run(v), devices)[0])
+    shares = {}
+    for variant, (schedule, scorer) in variants.items():
+        if scorer is pruner:
+            values = []
+            for _ in range(max(1, repeats // 2)):
+                synchronize(devices)
+                result = prefill_with_pruning(model, ids, schedule, scorer, time_scorer=True)
+                values.append(result.scorer_s / median(times[variant]))
+            shares[variant] = median(values)
+    return times, shares
 
 
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
@@ -121,6 +148,7 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
             spread_s=("prefill_s", lambda s: s.max() - s.min()),
             ideal_speedup=("ideal_speedup", "first"),
             scorer_share=("scorer_share", "first"),
+            status=("status", "first"),
         )
         .reset_index()
     )

@@ -21,6 +21,7 @@ import torch
 
 from sdtp.engine import decode_greedy, prefill_with_pruning
 from sdtp.flops import compression_ratio, ideal_speedup, kv_bytes_per_layer, prefill_flops
+from sdtp.oom import describe, free_memory, is_out_of_memory
 from sdtp.schedule import KeepSchedule
 from sdtp.timing import model_devices, peak_memory_per_device, reset_peak_memory, timed
 
@@ -94,8 +95,9 @@ def measure_latency(
 ) -> list[LatencyRow]:
     """Time `repeats` prefill + decode runs after `warmup` untimed ones; one row per repeat.
 
-    A CUDA out-of-memory error becomes a single row with status "oom" (and NaN times), so a sweep over lengths
-    finishes and shows where the device ran out.
+    An out-of-memory error (`sdtp.oom.is_out_of_memory`: `torch.OutOfMemoryError`, or a RuntimeError saying "out of
+    memory" as cuBLAS and FlashAttention raise) becomes a single row with status "oom" (and NaN times), so a sweep
+    over lengths finishes and shows where the device ran out; the memory is freed before the row is built.
     """
     import transformers
 
@@ -135,6 +137,7 @@ def measure_latency(
         return prefill_s, decode_s, kv_lengths
 
     rows = []
+    oom = False
     try:
         for i in range(warmup):
             one_run()
@@ -169,9 +172,13 @@ def measure_latency(
                 decode_s,
                 new_tokens,
             )
-    except torch.cuda.OutOfMemoryError as error:
-        log.warning("%s r=%s L=%d: CUDA out of memory: %s", method, common["keep_ratio"], length, error)
-        torch.cuda.empty_cache()
+    except RuntimeError as error:  # torch.OutOfMemoryError is one; so are cuBLAS's and FlashAttention's OOM errors
+        if not is_out_of_memory(error):
+            raise
+        log.warning("%s r=%s L=%d: out of memory: %s", method, common["keep_ratio"], length, describe(error))
+        oom = True
+    if oom:
+        free_memory()  # outside the except block, whose traceback holds the failed run's tensors
         memory = _peak_memory(devices)
         nan = float("nan")
         rows = [

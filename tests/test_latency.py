@@ -82,6 +82,41 @@ def test_oom_becomes_a_row(monkeypatch):
     assert pd.isna(rows[0].prefill_s)
 
 
+@pytest.mark.parametrize(
+    "error",
+    [RuntimeError("CUDA error: out of memory"), RuntimeError("CUBLAS_STATUS_ALLOC_FAILED: out of memory")],
+)
+def test_runtime_error_out_of_memory_becomes_a_row_freed_outside_the_except_block(monkeypatch, error):
+    """cuBLAS and FlashAttention report an OOM as a plain RuntimeError: it is an "oom" row too, and the memory is
+    freed once the exception (whose traceback holds the failed run's tensors) is no longer being handled."""
+    import sys
+
+    model = make_tiny_model("qwen2", "sdpa")
+    freed = []
+
+    def out_of_memory(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(latency_module, "prefill_with_pruning", out_of_memory)
+    monkeypatch.setattr(latency_module, "free_memory", lambda: freed.append(sys.exc_info()))
+    rows = measure_latency(
+        model, model_name="tiny", method="random", scorer=get_scorer("random"), schedule=KeepSchedule([1], 0.5),
+        length=32, warmup=0, repeats=2, new_tokens=2,
+    )  # fmt: skip
+    assert len(rows) == 1 and rows[0].status == "oom" and pd.isna(rows[0].total_s)
+    assert freed == [(None, None, None)]  # called once, with no exception being handled
+
+    def broken(*args, **kwargs):  # any other RuntimeError still fails the job
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(latency_module, "prefill_with_pruning", broken)
+    with pytest.raises(RuntimeError, match="shapes"):
+        measure_latency(
+            model, model_name="tiny", method="random", scorer=get_scorer("random"), schedule=KeepSchedule([1], 0.5),
+            length=32, warmup=0, repeats=1, new_tokens=2,
+        )  # fmt: skip
+
+
 def test_every_device_the_model_spans_is_synchronised_and_measured(monkeypatch):
     """A model spread over 2 GPUs (simulated: the tiny model computes on CPU, the devices it reports are cuda:0 and
     cuda:1): each timed prefill and decode is bracketed by syncs of both, and peak memory is recorded per device."""

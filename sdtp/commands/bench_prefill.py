@@ -1,5 +1,6 @@
 """`python -m sdtp bench-prefill`: pruned vs unpruned prefill of one model shape, next to the FLOPs-ideal speedup
-(`sdtp.bench`), printed as a table and optionally written to Parquet."""
+(`sdtp.bench`), printed as a table and optionally written to Parquet; a length that runs out of memory is a row with
+status oom, and the other lengths still run."""
 
 from __future__ import annotations
 
@@ -42,6 +43,9 @@ def main(args: argparse.Namespace) -> int:
     params = sum(p.numel() for p in model.parameters())
     log.info("model %s: %.1fM parameters, %d layers, prune layers %s", args.model, params / 1e6, num_layers, layers)
     rows = bench_prefill(model, args.lengths, args.ratios, layers, args.warmup, args.repeats)
+    oom_lengths = sorted({int(length) for length in rows.length[rows.status == "oom"]})
+    if oom_lengths:
+        log.warning("out of memory at length(s) %s: their rows have status oom and NaN times", oom_lengths)
     if args.out:
         write_parquet(rows, args.out)
     table = summarize(rows)

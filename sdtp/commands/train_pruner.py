@@ -33,6 +33,22 @@ def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def with_saliency(rows: pd.DataFrame, saliency: pd.DataFrame) -> pd.DataFrame:
+    """The samples (train.parquet rows) that have saliency rows: the saliency job skips a sample that runs out of
+    memory, and the pruner trains and is evaluated without it (logged)."""
+    keys = set() if saliency.empty else set(zip(saliency["split"], saliency["sample"].astype(int), strict=True))
+    has = [(split, int(sample)) in keys for split, sample in zip(rows["split"], rows["sample"], strict=True)]
+    missing = rows[[not h for h in has]]
+    if len(missing):
+        log.warning(
+            "%d of %d samples have no saliency (skipped by the saliency job: out of memory) and are left out: %s",
+            len(missing),
+            len(rows),
+            ", ".join(f"{s} sample {n}" for s, n in zip(missing["split"], missing["sample"], strict=True)),
+        )
+    return rows[has]
+
+
 def main(args: argparse.Namespace) -> int:
     settings, model, _ = load_run_model(args, additive_mask=True)
     config = PrunerTrainConfig.from_dict(settings.get("pruner"))
@@ -40,6 +56,9 @@ def main(args: argparse.Namespace) -> int:
     model_name = model_label(settings)
     train_rows = pd.read_parquet(args.train)
     saliency = pd.read_parquet(args.saliency)
+    train_rows = with_saliency(train_rows, saliency)
+    if not (train_rows.split == "train").any():
+        raise ValueError(f"no training sample has saliency in {args.saliency}: nothing to train the pruner on")
     train_samples = load_samples(train_rows[train_rows.split == "train"], saliency, schedule.layers)
     heldout_rows = train_rows[train_rows.split == "heldout"]
     log.info(

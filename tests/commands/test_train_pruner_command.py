@@ -71,3 +71,17 @@ def test_train_pruner_command_end_to_end(tmp_path):
     scorer = get_scorer("sdtp", checkpoint=out)
     result = prefill_with_pruning(model, random_ids(40, 0), KeepSchedule(layers, 0.5, min_local=4), scorer)
     assert result.tokens_per_layer == [40, 20, 10, 10, 10]
+
+
+def test_samples_the_saliency_job_skipped_are_left_out(caplog):
+    """The saliency job skips a sample that runs out of memory: train-pruner trains and evaluates without it, and
+    says so."""
+    from sdtp.commands.train_pruner import with_saliency
+
+    train = pd.DataFrame(dict(split=["train", "train", "heldout", "heldout"], sample=[0, 1, 2, 3]))
+    saliency = pd.DataFrame(dict(split=["train", "train", "heldout"], sample=[0, 0, 3], layer=[1, 2, 1]))
+    with caplog.at_level("WARNING"):
+        kept = with_saliency(train, saliency)
+    assert list(kept["sample"]) == [0, 3]
+    assert "2 of 4 samples have no saliency" in caplog.text and "train sample 1, heldout sample 2" in caplog.text
+    assert with_saliency(train, pd.DataFrame()).empty
