@@ -1,14 +1,25 @@
-"""`python -m sdtp longbench-predict`: greedy predictions of one task with one method and keep ratio, as JSONL."""
+"""`python -m sdtp longbench-predict`: greedy predictions of one task with one method and keep ratio, as JSONL.
+
+Resumable: each record's row is appended to `<out>.partial` (and flushed) as soon as it is predicted, with the job's
+key (`job_key`: a hash of the settings, method, ratio, task, the records file and the model/pruner files); only when
+every record has its row is the file renamed to `<out>`, so the workflow never takes a partial file for a result. A
+rerun of the same job keeps the rows of its `.partial` and predicts the remaining records; a `.partial` written with
+other settings is discarded (logged). A record that runs out of memory is a row with `status: "oom"`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import json
 import logging
+import os
+from pathlib import Path
 
 from sdtp.commands.settings import add_settings_arguments, load_run_model, schedule_for, scorer_for
 from sdtp.longbench.predict import ensure_eos, predict_task
-from sdtp.longbench.records import read_jsonl, write_jsonl
+from sdtp.longbench.records import appending_jsonl, partial_path, read_jsonl, resume_partial
 from sdtp.longbench.tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -24,6 +35,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="JSONL file to write")
 
 
+def _files_stamp(path: str | None) -> list | None:
+    """(relative name, size, mtime) of every file under `path`: changes when the model or pruner is rebuilt, and
+    costs no read of a large checkpoint."""
+    if path is None:
+        return None
+    root = Path(path)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    return [[str(p.relative_to(root)) if p != root else p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+
+
+def job_key(args: argparse.Namespace) -> str:
+    """What a prediction row depends on, hashed: a `.partial` row with another key came from another job."""
+    parts = {
+        "settings": args.settings,
+        "method": args.method,
+        "ratio": float(args.ratio),
+        "task": args.task,
+        "records": hashlib.sha256(Path(args.records).read_bytes()).hexdigest(),
+        "model_dir": _files_stamp(args.model_dir),
+        "pruner": _files_stamp(args.pruner),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def main(args: argparse.Namespace) -> int:
     if args.settings["model"].get("weights") == "random":
         raise ValueError(
@@ -34,6 +69,28 @@ def main(args: argparse.Namespace) -> int:
     records = read_jsonl(args.records)
     if not records:
         raise ValueError(f"{args.records} holds no records for task {args.task!r}")
+    out = Path(args.out)
+    partial = partial_path(out)
+    key = job_key(args)
+    ids = [record["_id"] for record in records]
+    done = len(resume_partial(partial, key, ids))
+    if done:
+        log.info(
+            "resuming from %s: %d of %d records already predicted with these settings", partial, done, len(records)
+        )
+    if done < len(records):
+        _predict(args, task, records, done, partial, key)
+    rows = read_jsonl(partial)
+    if [row.get("_id") for row in rows] != ids:  # every record once, in record order
+        raise RuntimeError(f"{partial} does not hold one row per record in record order; delete it and rerun")
+    os.replace(partial, out)
+    oom = sum(row.get("status", "ok") == "oom" for row in rows)
+    log.info("wrote %d predictions to %s (%d out of memory)", len(rows), out, oom)
+    return 0
+
+
+def _predict(args: argparse.Namespace, task, records: list[dict], done: int, partial: Path, key: str) -> None:
+    """Predict `records[done:]`, appending each row to `partial` as it comes."""
     settings, model, tokenizer = load_run_model(args)
     if tokenizer is None:
         raise ValueError(
@@ -44,25 +101,26 @@ def main(args: argparse.Namespace) -> int:
     keep_ratio = args.ratio if scorer.prunes else 1.0
     schedule = schedule_for(settings, model, keep_ratio)
     log.info(
-        "%s on %s: %d records, keep ratio %s at layers %s, max %d input tokens, max %d new tokens",
+        "%s on %s: %d records (%d to predict), keep ratio %s at layers %s, max %d input tokens, max %d new tokens",
         args.method,
         task.name,
         len(records),
+        len(records) - done,
         keep_ratio,
         schedule.layers if scorer.prunes else [],
         settings["longbench"]["max_input_tokens"],
         task.max_new_tokens,
     )
-    rows = predict_task(
-        model,
-        tokenizer,
-        task,
-        records,
-        schedule,
-        scorer,
-        settings["longbench"]["max_input_tokens"],
-        label=f"{args.method} r={keep_ratio} ",
-    )
-    write_jsonl((dataclasses.asdict(row) for row in rows), args.out)
-    log.info("wrote %d predictions to %s", len(rows), args.out)
-    return 0
+    with appending_jsonl(partial) as append:
+        predict_task(
+            model,
+            tokenizer,
+            task,
+            records,
+            schedule,
+            scorer,
+            settings["longbench"]["max_input_tokens"],
+            label=f"{args.method} r={keep_ratio} ",
+            done=done,
+            on_row=lambda row: append({**dataclasses.asdict(row), "job_key": key}),
+        )

@@ -1,4 +1,5 @@
-"""`python -m sdtp longbench-score`: score one prediction file with the official LongBench metric, to Parquet."""
+"""`python -m sdtp longbench-score`: score one prediction file with the official LongBench metric, to Parquet (one
+row; records that ran out of memory score 0 and are counted in `oom_records`)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def main(args: argparse.Namespace) -> int:
     )
     write_parquet(pd.DataFrame([dataclasses.asdict(row)]), args.out)
     log.info(
-        "%s %s r=%s %s: %s = %.2f over %d samples -> %s",
+        "%s %s r=%s %s: %s = %.2f over %d samples (%d out of memory, scored 0) -> %s",
         row.model,
         row.method,
         row.keep_ratio,
@@ -38,6 +39,7 @@ def main(args: argparse.Namespace) -> int:
         row.metric,
         row.score,
         row.n,
+        row.oom_records,
         args.out,
     )
     return 0

@@ -10,13 +10,19 @@ Per record, as the official LongBench v1 `pred.py` does it and with pruning in t
 One untimed warm-up prefill on the first record comes first, so that `prefill_s` of record 0 does not include one-off
 costs (CUDA context, kernel selection). Non-pruning methods (baseline) run at keep ratio 1.0 whatever `--ratio` says.
 
-Output: one JSON object per record, written atomically once all records are done, with the fields `PredictionRow`
-lists.
+Output: one `PredictionRow` per record, in record order, handed to the caller as soon as it exists (`on_row`; the
+command appends it to a `.partial` JSONL file at once). A rerun of a killed job resumes where it stopped:
+`predict_task(..., done=k)` starts at record k.
+
+A record that runs out of memory (`sdtp.oom.is_out_of_memory`) becomes a row with `status: "oom"`, an empty
+prediction and no measurements (the scorer counts it as 0); the memory is freed and the next record runs. Any other
+error stops the job.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +33,7 @@ from sdtp.engine import decode_greedy, prefill_with_pruning
 from sdtp.flops import compression_ratio
 from sdtp.longbench.prompts import encode_record
 from sdtp.longbench.tasks import TaskSpec
+from sdtp.oom import describe, free_memory, is_out_of_memory
 from sdtp.schedule import KeepSchedule
 from sdtp.timing import timed
 
@@ -43,9 +50,10 @@ class PredictionRow:
     pred:              the decoded generation (special tokens skipped).
     prompt_tokens:     model input ids after truncation and chat template.
     tokens_per_layer:  tokens entering (and cached by) each decoder layer during prefill.
-    compression_ratio: prompt_tokens / mean(tokens_per_layer) (the SDTP paper's definition).
-    prefill_s:         synchronised wall-clock seconds of the pruned prefill.
+    compression_ratio: prompt_tokens / mean(tokens_per_layer) (the SDTP paper's definition); None when "oom".
+    prefill_s:         synchronised wall-clock seconds of the pruned prefill; None when "oom".
     new_tokens:        generated tokens, EOS included when there was one (<= the task's max_new_tokens).
+    status:            "ok", or "oom" when the record ran out of memory (pred "", no tokens per layer, no times).
     """
 
     _id: Any
@@ -55,9 +63,10 @@ class PredictionRow:
     length: int
     prompt_tokens: int
     tokens_per_layer: list[int]
-    compression_ratio: float
-    prefill_s: float
+    compression_ratio: float | None
+    prefill_s: float | None
     new_tokens: int
+    status: str = "ok"
 
 
 def ensure_eos(model, tokenizer) -> None:
@@ -104,6 +113,38 @@ def predict_record(
     )
 
 
+def oom_row(tokenizer, task: TaskSpec, record: dict, max_input_tokens: int) -> PredictionRow:
+    """The row of a record that ran out of memory: an empty prediction, no measurements, status "oom"."""
+    return PredictionRow(
+        _id=record["_id"],
+        pred="",
+        answers=record["answers"],
+        all_classes=record.get("all_classes"),
+        length=record["length"],
+        prompt_tokens=len(encode_record(task, record, tokenizer, max_input_tokens)),
+        tokens_per_layer=[],
+        compression_ratio=None,
+        prefill_s=None,
+        new_tokens=0,
+        status="oom",
+    )
+
+
+def _warm_up(model, tokenizer, task: TaskSpec, record: dict, schedule: KeepSchedule, scorer, max_input_tokens: int):
+    """One untimed prefill of `record`; running out of memory here is logged (the record itself will say "oom")."""
+    oom = False
+    try:
+        ids = encode_record(task, record, tokenizer, max_input_tokens)
+        prefill_with_pruning(model, torch.tensor([ids], dtype=torch.long, device=device_of(model)), schedule, scorer)
+    except RuntimeError as error:  # torch.OutOfMemoryError is a RuntimeError
+        if not is_out_of_memory(error):
+            raise
+        log.warning("warm-up on record %r ran out of memory: %s", record["_id"], describe(error))
+        oom = True
+    if oom:
+        free_memory()  # outside the except block: its traceback holds the failed prefill's tensors
+
+
 def predict_task(
     model,
     tokenizer,
@@ -113,27 +154,55 @@ def predict_task(
     scorer,
     max_input_tokens: int,
     label: str = "",
+    *,
+    done: int = 0,
+    on_row: Callable[[PredictionRow], None] | None = None,
 ) -> list[PredictionRow]:
-    """Predictions for `records` in order, after one untimed warm-up prefill; progress logged every ~10 records."""
-    if not records:
+    """Predictions for `records[done:]` in order (the first `done` ones were predicted by an earlier, interrupted run),
+    after one untimed warm-up prefill; each row goes to `on_row` as soon as it exists; progress is logged every ~10
+    records. A record that runs out of memory gives an `oom_row`, and the next one runs."""
+    todo = records[done:]
+    if not todo:
         return []
-    device = device_of(model)
-    warmup_ids = encode_record(task, records[0], tokenizer, max_input_tokens)
-    prefill_with_pruning(model, torch.tensor([warmup_ids], dtype=torch.long, device=device), schedule, scorer)
+    _warm_up(model, tokenizer, task, todo[0], schedule, scorer, max_input_tokens)
     rows: list[PredictionRow] = []
-    total_prefill_s = 0.0
-    for i, record in enumerate(records, start=1):
-        row = predict_record(model, tokenizer, task, record, schedule, scorer, max_input_tokens)
-        rows.append(row)
-        total_prefill_s += row.prefill_s
-        if i % LOG_EVERY == 0 or i == len(records):
-            log.info(
-                "%s%s: record %d/%d, mean prefill %.4f s, last: %d prompt tokens, %d new tokens",
+    total_prefill_s, ok_rows, oom_rows = 0.0, 0, 0
+    for i, record in enumerate(todo, start=done + 1):
+        oom = False
+        try:
+            row = predict_record(model, tokenizer, task, record, schedule, scorer, max_input_tokens)
+        except RuntimeError as error:  # torch.OutOfMemoryError is a RuntimeError
+            if not is_out_of_memory(error):
+                raise
+            log.warning(
+                "%s%s: record %d/%d (%r) ran out of memory: %s",
                 label,
                 task.name,
                 i,
                 len(records),
-                total_prefill_s / i,
+                record["_id"],
+                describe(error),
+            )
+            oom = True
+        if oom:
+            free_memory()  # outside the except block: its traceback holds the failed record's tensors
+            row = oom_row(tokenizer, task, record, max_input_tokens)
+            oom_rows += 1
+        else:
+            ok_rows += 1
+            total_prefill_s += row.prefill_s
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+        if i % LOG_EVERY == 0 or i == len(records):
+            log.info(
+                "%s%s: record %d/%d, mean prefill %.4f s, %d out of memory, last: %d prompt tokens, %d new tokens",
+                label,
+                task.name,
+                i,
+                len(records),
+                total_prefill_s / ok_rows if ok_rows else float("nan"),
+                oom_rows,
                 row.prompt_tokens,
                 row.new_tokens,
             )

@@ -10,13 +10,18 @@ The rest of the pipeline (predict, score) reads only this file, whatever the sou
 
 Settings (`--settings`): {"seed": int, "longbench": {"source", "data_dir", "max_samples", "context_words",
 "synthetic_records"}}.
+
+Also the JSONL helpers of the jobs that read and write such files: `write_jsonl` (atomic), `read_jsonl`, and for a job
+that writes one line per record as it goes (`longbench-predict`) `partial_path`, `appending_jsonl` and
+`resume_partial`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,65 @@ def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> Path:
         for record in records:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
     return Path(path)
+
+
+def partial_path(path: str | Path) -> Path:
+    """Where a job that writes `path` line by line keeps its lines until it is done: `<path>.partial`."""
+    path = Path(path)
+    return path.with_name(path.name + ".partial")
+
+
+def resume_partial(path: str | Path, job_key: str, ids: Sequence[Any]) -> list[dict[str, Any]]:
+    """The rows an interrupted job left in the `.partial` file `path` that a rerun can keep; the file then holds
+    exactly those.
+
+    Row i is kept when its `job_key` field is `job_key` (written with the same settings) and its `_id` is `ids[i]` (the
+    records, in order), up to the first row that is not: a file written with other settings (first row) is deleted,
+    and a last line cut short by the kill is dropped; either is logged. A missing file gives [].
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").split("\n")
+    complete, tail = lines[:-1], lines[-1]  # text after the last newline is a line the kill cut short
+    rows: list[dict[str, Any]] = []
+    reason = "a line cut short" if tail.strip() else ""
+    for line_no, line in enumerate(complete, start=1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            reason = f"line {line_no} is not valid JSON"
+            break
+        if not isinstance(row, dict) or row.get("job_key") != job_key:
+            reason = f"line {line_no} was written with other settings (or by another version)"
+            break
+        if len(rows) >= len(ids) or row.get("_id") != ids[len(rows)]:
+            reason = f"line {line_no} is not the record at its position"
+            break
+        rows.append(row)
+    if not rows:
+        log.info("%s: discarded (%s); starting from the first record", path, reason or "empty")
+        path.unlink()
+        return []
+    if reason:
+        log.info("%s: keeping its first %d rows, dropping the rest (%s)", path, len(rows), reason)
+        write_jsonl(rows, path)
+    return rows
+
+
+@contextlib.contextmanager
+def appending_jsonl(path: str | Path) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """Yield `append(row)`, which writes one JSON line to the end of `path` and flushes it at once (a killed job
+    loses at most the line being written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+
+        def append(row: dict[str, Any]) -> None:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.flush()
+
+        yield append
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

@@ -5,13 +5,18 @@ answers, first line only for trec/triviaqa/samsum/lsht, `round(100 * mean, 2)`),
 records' `length` field (`score_task_e`; NaN for an empty bucket). As in the official `eval.py`, the class list is
 the records' `all_classes` (the same for every record of a task; the last one is used).
 
-Columns (`ScoreRow`): model, method, keep_ratio, task, metric, score, n, score_0_4k, score_4_8k, score_8k_plus,
-mean_prompt_tokens, mean_compression_ratio, mean_prefill_s.
+A record that ran out of memory (`status: "oom"`) scores 0 and counts in `n`; `oom_records` says how many there were,
+and the run means (prompt tokens, compression ratio, prefill seconds) are over the other records (NaN if none). A
+prediction file written before rows had a `status` is read as all "ok".
+
+Columns (`ScoreRow`): model, method, keep_ratio, task, metric, score, n, oom_records, score_0_4k, score_4_8k,
+score_8k_plus, mean_prompt_tokens, mean_compression_ratio, mean_prefill_s.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import statistics
 from dataclasses import dataclass
 
@@ -21,11 +26,13 @@ from sdtp.longbench.tasks import get_task
 log = logging.getLogger(__name__)
 
 REQUIRED_FIELDS = ("pred", "answers", "length", "prompt_tokens", "compression_ratio", "prefill_s")
+STATUSES = ("ok", "oom")
 
 
 @dataclass
 class ScoreRow:
-    """One (model, method, keep ratio, task): scores on LongBench's 0–100 scale, n predictions, run means."""
+    """One (model, method, keep ratio, task): scores on LongBench's 0–100 scale, n predictions (oom_records of them
+    out of memory, scored 0), run means over the others."""
 
     model: str
     method: str
@@ -34,6 +41,7 @@ class ScoreRow:
     metric: str
     score: float
     n: int
+    oom_records: int
     score_0_4k: float
     score_4_8k: float
     score_8k_plus: float
@@ -51,11 +59,21 @@ def score_predictions(predictions: list[dict], *, model: str, method: str, keep_
         missing = [field for field in REQUIRED_FIELDS if field not in row]
         if missing:
             raise ValueError(f"prediction {i} of task {task!r} lacks the field(s) {', '.join(missing)}")
+        if row.get("status", "ok") not in STATUSES:
+            raise ValueError(f"prediction {i} of task {task!r} has status {row['status']!r}, not one of {STATUSES}")
+    oom = [row.get("status", "ok") == "oom" for row in predictions]
+    ok_rows = [row for row, out_of_memory in zip(predictions, oom, strict=True) if not out_of_memory]
     preds = [row["pred"] for row in predictions]
-    answers = [row["answers"] for row in predictions]
+    # No reference answer scores 0 (`score_sample`): an out-of-memory record counts as a wrong answer, whatever the
+    # metric would give its empty prediction.
+    answers = [[] if out_of_memory else row["answers"] for row, out_of_memory in zip(predictions, oom, strict=True)]
     lengths = [row["length"] for row in predictions]
     all_classes = predictions[-1].get("all_classes")
     buckets = score_task_e(spec, preds, answers, lengths, all_classes)
+
+    def mean_ok(field: str) -> float:
+        return statistics.fmean(row[field] for row in ok_rows) if ok_rows else math.nan
+
     return ScoreRow(
         model=model,
         method=method,
@@ -64,10 +82,11 @@ def score_predictions(predictions: list[dict], *, model: str, method: str, keep_
         metric=spec.metric_name,
         score=score_task(spec, preds, answers, all_classes),
         n=len(predictions),
+        oom_records=sum(oom),
         score_0_4k=buckets["0-4k"],
         score_4_8k=buckets["4-8k"],
         score_8k_plus=buckets["8k+"],
-        mean_prompt_tokens=statistics.fmean(row["prompt_tokens"] for row in predictions),
-        mean_compression_ratio=statistics.fmean(row["compression_ratio"] for row in predictions),
-        mean_prefill_s=statistics.fmean(row["prefill_s"] for row in predictions),
+        mean_prompt_tokens=mean_ok("prompt_tokens"),
+        mean_compression_ratio=mean_ok("compression_ratio"),
+        mean_prefill_s=mean_ok("prefill_s"),
     )

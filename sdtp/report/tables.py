@@ -3,7 +3,8 @@
 - `summarize_latency`: per (model, method, keep_ratio, length), medians over the `ok` repeats, spread (max − min), and
   speedups against the baseline of the same model and length: `prefill_speedup`, `e2e_speedup`, `decode_speedup`, next
   to `ideal_speedup` (FLOPs) and `measured_over_ideal`.
-- `longbench_with_deltas`: one row per (model, method, keep_ratio, task) score with `delta_vs_baseline`.
+- `longbench_with_deltas`: one row per (model, method, keep_ratio, task) score with `delta_vs_baseline`, and
+  `oom_records` (records that ran out of memory, scored 0; 0 for score files written before the column existed).
 
 `TABLES` names the tables, in the order the report lists them.
 """
@@ -53,11 +54,14 @@ def summarize_latency(latency: pd.DataFrame) -> pd.DataFrame:
 
 
 def longbench_with_deltas(scores: pd.DataFrame) -> pd.DataFrame:
-    """Scores with `delta_vs_baseline` = score − the baseline's score on the same model and task."""
+    """Scores with `delta_vs_baseline` = score − the baseline's score on the same model and task; `oom_records` kept
+    (0 where a score file predates it)."""
     if scores.empty:
         return scores
     baseline = scores[scores.method == "baseline"].set_index(["model", "task"]).score
     scores = scores.copy()
+    oom = scores["oom_records"] if "oom_records" in scores else pd.Series(0, index=scores.index)
+    scores["oom_records"] = oom.fillna(0).astype(int)
     scores["delta_vs_baseline"] = (
         scores.score - baseline.reindex(pd.MultiIndex.from_frame(scores[["model", "task"]])).to_numpy()
     )

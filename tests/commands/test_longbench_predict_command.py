@@ -1,7 +1,9 @@
 """LongBench path end to end: fixture data.zip -> task-records -> longbench-predict (tiny model) -> longbench-score.
 
 One module-scoped run drives the real commands through `sdtp.commands.cli.main` (hub download faked, a tiny Qwen2 and a
-word-level tokenizer saved with `save_pretrained`); the tests below check its outputs.
+word-level tokenizer saved with `save_pretrained`); the tests below check its outputs. The last tests rerun
+longbench-predict on the same model: killed part-way and resumed, with a `.partial` of other settings, with a record
+that runs out of memory.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from transformers import PreTrainedTokenizerFast
 from sdtp.commands import gpu_pool
 from sdtp.data.synthetic import SYNTHETIC_TASKS, generate_records
 from sdtp.longbench import data as lb_data
+from sdtp.longbench import predict as predict_module
 from sdtp.longbench.prompts import build_prompt, encode_record
+from sdtp.longbench.records import write_jsonl
 from sdtp.longbench.tasks import get_task
 from sdtp.schedule import KeepSchedule
 
@@ -53,6 +57,14 @@ SETTINGS_MODEL = {
 SCHEDULE = {"layers": [1, 2], "sink_tokens": 2, "local_ratio": 0.1, "min_local": 2}
 
 
+PREDICT_SETTINGS = {
+    "seed": 0,
+    "model": SETTINGS_MODEL,
+    "schedule": SCHEDULE,
+    "longbench": {"max_input_tokens": MAX_INPUT_TOKENS},
+}
+
+
 SCORE_COLUMNS = [
     "model",
     "method",
@@ -61,6 +73,7 @@ SCORE_COLUMNS = [
     "metric",
     "score",
     "n",
+    "oom_records",
     "score_0_4k",
     "score_4_8k",
     "score_8k_plus",
@@ -81,6 +94,8 @@ PREDICTION_FIELDS = {
     "compression_ratio",
     "prefill_s",
     "new_tokens",
+    "status",
+    "job_key",
 }
 
 
@@ -109,12 +124,7 @@ def pipeline(tmp_path_factory):
             "synthetic_records": 3,
         },
     }
-    predict_settings = {
-        "seed": 0,
-        "model": SETTINGS_MODEL,
-        "schedule": SCHEDULE,
-        "longbench": {"max_input_tokens": MAX_INPUT_TOKENS},
-    }
+    predict_settings = PREDICT_SETTINGS
     runs = [(task, method) for task in V1_TASKS for method in METHODS] + [("synthetic_passkey", "baseline")]
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)  # data_dir null extracts into ./resources/longbench
@@ -209,7 +219,7 @@ def test_predictions_have_the_fields_and_follow_the_prompt_rules(pipeline):
             rows = predictions(pipeline, method, task)
             assert [row["_id"] for row in rows] == [f"{task}-{i}" for i in range(MAX_SAMPLES)]
             for i, row in enumerate(rows):
-                assert set(row) == PREDICTION_FIELDS
+                assert set(row) == PREDICTION_FIELDS and row["status"] == "ok"
                 record = fixture_record(task, i)
                 assert row["answers"] == record["answers"] and row["length"] == record["length"]
                 assert row["all_classes"] is None
@@ -253,7 +263,8 @@ def test_score_parquet_rows(pipeline):
         assert row["model"] == "tiny" and row["method"] == method and row["task"] == task
         assert row["keep_ratio"] == float(METHODS[method])
         assert row["metric"] == get_task(task).metric_name == "qa_f1_score"
-        assert row["n"] == len(rows) == MAX_SAMPLES
+        assert row["n"] == len(rows) == MAX_SAMPLES and row["oom_records"] == 0
+        assert not list((pipeline.root / "longbench" / method).glob("*.partial"))  # renamed once complete
         assert 0.0 <= row["score"] <= 100.0
         assert row["mean_prompt_tokens"] == pytest.approx(sum(r["prompt_tokens"] for r in rows) / len(rows))
         assert row["mean_prefill_s"] > 0
@@ -271,3 +282,117 @@ def test_synthetic_task_runs_through_the_same_path(pipeline):
     expected = generate_records("synthetic_passkey", n=MAX_SAMPLES, context_words=80, seed=0)
     assert [row["_id"] for row in rows] == [r["_id"] for r in expected]
     assert all(row["new_tokens"] <= SYNTHETIC_TASKS["synthetic_passkey"]["max_new_tokens"] for row in rows)
+
+
+# --- a resumable job: one row per record as it comes, `.partial` until done, out-of-memory records ------------------
+
+RESUME_RECORDS = 4
+
+
+class Killed(Exception):
+    """Stands for the job being killed while predicting a record."""
+
+
+@pytest.fixture
+def resume_job(pipeline, tmp_path, monkeypatch):
+    """A records file of 4 hotpotqa records and `run(out, ...)`, which runs longbench-predict (random, r=0.5) on it
+    with `predict_record` counted and, from call `kill_at` or on the records named in `oom`, failing."""
+    records = tmp_path / "records.jsonl"
+    write_jsonl([fixture_record("hotpotqa", i) for i in range(RESUME_RECORDS)], records)
+    monkeypatch.setattr(gpu_pool, "claim_devices", lambda *args, **kwargs: None)  # CPU run: no GPU pool
+    real = predict_module.predict_record
+    calls = []
+
+    def run(out, *, kill_at=None, oom=(), settings=None, ratio="0.5"):
+        def predict_record(model, tokenizer, task, record, *args):
+            calls.append(record["_id"])
+            if kill_at is not None and len(calls) > kill_at:
+                raise Killed(record["_id"])
+            if record["_id"] in oom:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+            return real(model, tokenizer, task, record, *args)
+
+        calls.clear()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(predict_module, "predict_record", predict_record)
+            run_cli(
+                "longbench-predict", "--settings", json.dumps(settings or PREDICT_SETTINGS),
+                "--model-dir", pipeline.model_dir, "--method", "random", "--ratio", ratio, "--task", "hotpotqa",
+                "--records", records, "--out", out,
+            )  # fmt: skip
+        return list(calls)
+
+    return run
+
+
+def _lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _without_timing(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "prefill_s"} for row in rows]
+
+
+def test_a_killed_job_resumes_where_it_stopped(resume_job, tmp_path, caplog):
+    """Killed while predicting record 2: `<out>.partial` holds records 0 and 1 and `<out>` does not exist; the rerun
+    predicts records 2 and 3 only and its file equals an uninterrupted run's (timings aside)."""
+    full = tmp_path / "full" / "hotpotqa.jsonl"
+    assert resume_job(full) == [f"hotpotqa-{i}" for i in range(RESUME_RECORDS)]
+    out = tmp_path / "resumed" / "hotpotqa.jsonl"
+    partial = out.with_name("hotpotqa.jsonl.partial")
+    with pytest.raises(Killed):
+        resume_job(out, kill_at=2)
+    assert not out.exists()
+    assert [row["_id"] for row in _lines(partial)] == ["hotpotqa-0", "hotpotqa-1"]
+    with caplog.at_level("INFO"):
+        calls = resume_job(out)
+    assert calls == ["hotpotqa-2", "hotpotqa-3"]
+    assert "2 of 4 records already predicted" in caplog.text
+    assert not partial.exists()
+    assert _without_timing(_lines(out)) == _without_timing(_lines(full))
+    # killed again while writing a line: the cut line is dropped and its record predicted again
+    out2 = tmp_path / "cut" / "hotpotqa.jsonl"
+    partial2 = out2.with_name("hotpotqa.jsonl.partial")
+    with pytest.raises(Killed):
+        resume_job(out2, kill_at=3)
+    lines = partial2.read_text().splitlines(keepends=True)
+    partial2.write_text("".join(lines[:2]) + lines[2][:25])
+    assert resume_job(out2) == ["hotpotqa-2", "hotpotqa-3"]
+    assert _without_timing(_lines(out2)) == _without_timing(_lines(full))
+
+
+def test_a_partial_file_from_other_settings_is_not_reused(resume_job, tmp_path, caplog):
+    """A `.partial` left by a job with another keep ratio, or other settings, is discarded (logged) and every record
+    predicted again with the new ones."""
+    out = tmp_path / "hotpotqa.jsonl"
+    with pytest.raises(Killed):
+        resume_job(out, kill_at=2, ratio="0.7")
+    with caplog.at_level("INFO"):
+        assert len(resume_job(out)) == RESUME_RECORDS
+    assert "written with other settings" in caplog.text
+    rows = _lines(out)
+    assert [row["_id"] for row in rows] == [f"hotpotqa-{i}" for i in range(RESUME_RECORDS)]
+    assert len({row["job_key"] for row in rows}) == 1
+    other = {**PREDICT_SETTINGS, "longbench": {"max_input_tokens": 80}}
+    out.unlink()
+    with pytest.raises(Killed):
+        resume_job(out, kill_at=3, settings=other)
+    assert len(resume_job(out)) == RESUME_RECORDS
+
+
+def test_an_out_of_memory_record_is_an_oom_row_the_scorer_counts(resume_job, tmp_path):
+    """Record 1 runs out of memory: its row says "oom" with an empty prediction, the others are predicted, and
+    longbench-score counts it as 0 and reports it in `oom_records`."""
+    out = tmp_path / "hotpotqa.jsonl"
+    assert len(resume_job(out, oom={"hotpotqa-1"})) == RESUME_RECORDS
+    rows = _lines(out)
+    assert [row["status"] for row in rows] == ["ok", "oom", "ok", "ok"]
+    assert rows[1]["pred"] == "" and rows[1]["prefill_s"] is None and rows[1]["tokens_per_layer"] == []
+    run_cli(
+        "longbench-score", "--predictions", out, "--model", "tiny", "--method", "random", "--ratio", "0.5",
+        "--task", "hotpotqa", "--out", tmp_path / "score.parquet",
+    )  # fmt: skip
+    score = pd.read_parquet(tmp_path / "score.parquet").iloc[0]
+    assert score["n"] == RESUME_RECORDS and score["oom_records"] == 1
+    ok = [row for row in rows if row["status"] == "ok"]
+    assert score["mean_prefill_s"] == pytest.approx(sum(row["prefill_s"] for row in ok) / len(ok))

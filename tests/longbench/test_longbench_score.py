@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from sdtp.longbench.score import score_predictions
@@ -36,3 +38,44 @@ def test_score_of_handmade_predictions():
     assert row.mean_compression_ratio == 2.0 and row.mean_prefill_s == 0.5
     with pytest.raises(ValueError, match="no predictions"):
         score_predictions([], model="m", method="baseline", keep_ratio=1.0, task="triviaqa")
+
+
+def _row(pred, answers, length, status=None, prefill_s=0.5):
+    row = {
+        "pred": pred,
+        "answers": answers,
+        "length": length,
+        "all_classes": None,
+        "prompt_tokens": 10,
+        "compression_ratio": 2.0 if status != "oom" else None,
+        "prefill_s": prefill_s if status != "oom" else None,
+    }
+    if status is not None:
+        row["status"] = status
+    return row
+
+
+def test_out_of_memory_records_score_zero_and_are_counted():
+    """Two of four records ran out of memory: each scores 0 (even one whose prediction would match), counts in `n`
+    and in `oom_records`, and stays out of the run means."""
+    rows = [
+        _row("bravo", ["bravo"], 100, "ok", prefill_s=1.0),
+        _row("", ["charlie"], 200, "oom"),
+        _row("delta", ["delta"], 5000, "oom"),  # a matching prediction still scores 0
+        _row("echo", ["echo"], 5000, "ok", prefill_s=3.0),
+    ]
+    row = score_predictions(rows, model="m", method="sdtp", keep_ratio=0.5, task="hotpotqa")
+    assert row.n == 4 and row.oom_records == 2
+    assert row.score == 50.0 and (row.score_0_4k, row.score_4_8k) == (50.0, 50.0)
+    assert row.mean_prefill_s == 2.0 and row.mean_compression_ratio == 2.0 and row.mean_prompt_tokens == 10
+    every = score_predictions([_row("", ["x"], 100, "oom")], model="m", method="sdtp", keep_ratio=0.5, task="hotpotqa")
+    assert every.score == 0.0 and every.oom_records == 1 and math.isnan(every.mean_prefill_s)
+    with pytest.raises(ValueError, match="status 'error'"):
+        score_predictions([_row("x", ["x"], 1, "error")], model="m", method="sdtp", keep_ratio=0.5, task="hotpotqa")
+
+
+def test_rows_without_status_are_ok():
+    """Prediction files written before rows had a `status` score as before, with no OOM records."""
+    old = [_row("bravo", ["bravo"], 100), _row("x", ["y"], 100)]
+    row = score_predictions(old, model="m", method="baseline", keep_ratio=1.0, task="hotpotqa")
+    assert row.oom_records == 0 and row.score == 50.0 and row.mean_prefill_s == 0.5

@@ -60,3 +60,18 @@ def test_longbench_deltas():
     assert out.loc[("sdtp", "t")].delta_vs_baseline == pytest.approx(-4.5)
     assert out.loc[("baseline", "t")].delta_vs_baseline == 0.0
     assert pd.isna(out.loc[("random", "u")].delta_vs_baseline)  # no baseline for that task
+
+
+def test_longbench_table_keeps_the_oom_count():
+    """`oom_records` passes through; score files from before the column get 0 (their rows concatenate as NaN)."""
+    new = pd.DataFrame(
+        [
+            dict(model="m", method="baseline", keep_ratio=1.0, task="t", score=50.0, oom_records=0),
+            dict(model="m", method="sdtp", keep_ratio=0.5, task="t", score=25.0, oom_records=3),
+        ]
+    )
+    old = pd.DataFrame([dict(model="m", method="random", keep_ratio=0.5, task="t", score=10.0)])
+    out = longbench_with_deltas(pd.concat([new, old], ignore_index=True)).set_index("method")
+    assert out.oom_records.to_dict() == {"baseline": 0, "random": 0, "sdtp": 3}
+    assert out.oom_records.dtype.kind == "i"
+    assert longbench_with_deltas(old).oom_records.tolist() == [0]
