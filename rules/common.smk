@@ -70,8 +70,8 @@ def predict_settings(wildcards):
     """A prediction's settings; only the oracle reads `saliency` (it marks tokens as stage 1 does), so changing that
     section reruns the oracle's predictions and no other method's."""
     if wildcards.method == "oracle":
-        return settings("seed", "model", "schedule", "saliency", longbench=["max_input_tokens"])
-    return settings("seed", "model", "schedule", longbench=["max_input_tokens"])
+        return settings("seed", "model", "schedule", "saliency", longbench=["max_input_tokens", "chat_template"])
+    return settings("seed", "model", "schedule", longbench=["max_input_tokens", "chat_template"])
 
 
 def model_dir(wildcards):

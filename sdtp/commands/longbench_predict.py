@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sdtp.commands.settings import add_settings_arguments, load_run_model, schedule_for, scorer_for
 from sdtp.longbench.predict import ensure_eos, predict_task
+from sdtp.longbench.prompts import PromptFormat
 from sdtp.longbench.records import appending_jsonl, partial_path, read_jsonl, resume_partial
 from sdtp.longbench.tasks import get_task
 
@@ -89,6 +90,14 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def prompt_format_for(settings: dict) -> PromptFormat:
+    """The job's `PromptFormat`: longbench.max_input_tokens and chat_template; the official wrappers match on the
+    model's name and hub id (e.g. `llama2-7b-chat` or `meta-llama/Llama-2-7b-chat-hf`)."""
+    section, model = settings["longbench"], settings["model"]
+    name = " ".join(str(model[key]) for key in ("name", "id") if model.get(key))
+    return PromptFormat(section["max_input_tokens"], section.get("chat_template", "official"), name)
+
+
 def _predict(args: argparse.Namespace, task, records: list[dict], done: int, partial: Path, key: str) -> None:
     """Predict `records[done:]`, appending each row to `partial` as it comes."""
     settings, model, tokenizer = load_run_model(args)
@@ -101,7 +110,8 @@ def _predict(args: argparse.Namespace, task, records: list[dict], done: int, par
     keep_ratio = args.ratio if scorer.prunes else 1.0
     schedule = schedule_for(settings, model, keep_ratio)
     log.info(
-        "%s on %s: %d records (%d to predict), keep ratio %s at layers %s, max %d input tokens, max %d new tokens",
+        "%s on %s: %d records (%d to predict), keep ratio %s at layers %s, max %d input tokens, max %d new tokens, "
+        "chat template %s",
         args.method,
         task.name,
         len(records),
@@ -110,6 +120,7 @@ def _predict(args: argparse.Namespace, task, records: list[dict], done: int, par
         schedule.layers if scorer.prunes else [],
         settings["longbench"]["max_input_tokens"],
         task.max_new_tokens,
+        prompt_format_for(settings).chat_template,
     )
     with appending_jsonl(partial) as append:
         predict_task(
@@ -119,7 +130,7 @@ def _predict(args: argparse.Namespace, task, records: list[dict], done: int, par
             records,
             schedule,
             scorer,
-            settings["longbench"]["max_input_tokens"],
+            prompt_format_for(settings),
             label=f"{args.method} r={keep_ratio} ",
             done=done,
             on_row=lambda row: append({**dataclasses.asdict(row), "job_key": key}),

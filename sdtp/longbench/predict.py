@@ -2,7 +2,8 @@
 
 Per record, as the official LongBench v1 `pred.py` does it and with pruning in the prefill:
 1. model input ids: the task's template filled with the record -> middle truncation of the prompt to
-   `longbench.max_input_tokens` tokens -> the chat template unless the task is few-shot or code (`encode_record`);
+   `longbench.max_input_tokens` tokens -> wrapped as `longbench.chat_template` says (never for few-shot or code
+   tasks; `sdtp.longbench.prompts.PromptFormat`);
 2. `prefill_with_pruning` with the method's scorer and the config's schedule (timed, synchronised on both sides);
 3. greedy decoding from the pruned cache, at most the task's `max_new_tokens`, stopping after EOS;
 4. the generated ids decoded with `skip_special_tokens=True` (the prompt is not part of the prediction).
@@ -31,11 +32,11 @@ import torch
 from sdtp.decoder import device_of
 from sdtp.engine import decode_greedy, prefill_with_pruning
 from sdtp.flops import compression_ratio
-from sdtp.longbench.prompts import encode_record
+from sdtp.longbench.prompts import PromptFormat
 from sdtp.longbench.tasks import TaskSpec
 from sdtp.oom import describe, free_memory, is_out_of_memory
 from sdtp.schedule import KeepSchedule
-from sdtp.timing import timed
+from sdtp.timing import model_devices, timed
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class PredictionRow:
     prefill_s:         synchronised wall-clock seconds of the pruned prefill; None when "oom".
     new_tokens:        generated tokens, EOS included when there was one (<= the task's max_new_tokens).
     status:            "ok", or "oom" when the record ran out of memory (pred "", no tokens per layer, no times).
+    chat_template:     how the prompt was wrapped (`longbench.chat_template`: official | model | none).
     """
 
     _id: Any
@@ -67,6 +69,7 @@ class PredictionRow:
     prefill_s: float | None
     new_tokens: int
     status: str = "ok"
+    chat_template: str = "official"
 
 
 def ensure_eos(model, tokenizer) -> None:
@@ -87,16 +90,24 @@ def reference_ids(tokenizer, record: dict) -> list[int]:
     return ids + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
 
 
+def _format(prompt_format: PromptFormat | int) -> PromptFormat:
+    """A bare int is `max_input_tokens` with the default (official) wrapping."""
+    return prompt_format if isinstance(prompt_format, PromptFormat) else PromptFormat(int(prompt_format))
+
+
 def predict_record(
-    model, tokenizer, task: TaskSpec, record: dict, schedule: KeepSchedule, scorer, max_input_tokens: int
+    model, tokenizer, task: TaskSpec, record: dict, schedule: KeepSchedule, scorer, prompt_format: PromptFormat | int
 ) -> PredictionRow:
-    """Encode, prefill with pruning (timed), decode greedily; one `PredictionRow`."""
+    """Encode, prefill with pruning (timed, every device the model spans synchronised), decode greedily; one
+    `PredictionRow`."""
+    prompt_format = _format(prompt_format)
     device = device_of(model)
-    ids = encode_record(task, record, tokenizer, max_input_tokens)
+    ids = prompt_format.encode(task, record, tokenizer)
     input_ids = torch.tensor([ids], dtype=torch.long, device=device)
     if hasattr(scorer, "set_reference"):  # the oracle's saliency is that of the reference answer (its loss)
         scorer.set_reference(reference_ids(tokenizer, record))
-    prefill_s, result = timed(lambda: prefill_with_pruning(model, input_ids, schedule, scorer), device)
+    devices = model_devices(model)
+    prefill_s, result = timed(lambda: prefill_with_pruning(model, input_ids, schedule, scorer), devices)
     generated = decode_greedy(model, result, task.max_new_tokens, ignore_eos=False)
     generated_ids = generated[0].tolist()
     return PredictionRow(
@@ -110,31 +121,34 @@ def predict_record(
         compression_ratio=compression_ratio(len(ids), result.tokens_per_layer),
         prefill_s=prefill_s,
         new_tokens=len(generated_ids),
+        chat_template=prompt_format.chat_template,
     )
 
 
-def oom_row(tokenizer, task: TaskSpec, record: dict, max_input_tokens: int) -> PredictionRow:
+def oom_row(tokenizer, task: TaskSpec, record: dict, prompt_format: PromptFormat | int) -> PredictionRow:
     """The row of a record that ran out of memory: an empty prediction, no measurements, status "oom"."""
+    prompt_format = _format(prompt_format)
     return PredictionRow(
         _id=record["_id"],
         pred="",
         answers=record["answers"],
         all_classes=record.get("all_classes"),
         length=record["length"],
-        prompt_tokens=len(encode_record(task, record, tokenizer, max_input_tokens)),
+        prompt_tokens=len(prompt_format.encode(task, record, tokenizer)),
         tokens_per_layer=[],
         compression_ratio=None,
         prefill_s=None,
         new_tokens=0,
         status="oom",
+        chat_template=prompt_format.chat_template,
     )
 
 
-def _warm_up(model, tokenizer, task: TaskSpec, record: dict, schedule: KeepSchedule, scorer, max_input_tokens: int):
+def _warm_up(model, tokenizer, task: TaskSpec, record: dict, schedule: KeepSchedule, scorer, prompt_format):
     """One untimed prefill of `record`; running out of memory here is logged (the record itself will say "oom")."""
     oom = False
     try:
-        ids = encode_record(task, record, tokenizer, max_input_tokens)
+        ids = _format(prompt_format).encode(task, record, tokenizer)
         prefill_with_pruning(model, torch.tensor([ids], dtype=torch.long, device=device_of(model)), schedule, scorer)
     except RuntimeError as error:  # torch.OutOfMemoryError is a RuntimeError
         if not is_out_of_memory(error):
@@ -152,7 +166,7 @@ def predict_task(
     records: list[dict],
     schedule: KeepSchedule,
     scorer,
-    max_input_tokens: int,
+    prompt_format: PromptFormat | int,
     label: str = "",
     *,
     done: int = 0,
@@ -164,13 +178,13 @@ def predict_task(
     todo = records[done:]
     if not todo:
         return []
-    _warm_up(model, tokenizer, task, todo[0], schedule, scorer, max_input_tokens)
+    _warm_up(model, tokenizer, task, todo[0], schedule, scorer, prompt_format)
     rows: list[PredictionRow] = []
     total_prefill_s, ok_rows, oom_rows = 0.0, 0, 0
     for i, record in enumerate(todo, start=done + 1):
         oom = False
         try:
-            row = predict_record(model, tokenizer, task, record, schedule, scorer, max_input_tokens)
+            row = predict_record(model, tokenizer, task, record, schedule, scorer, prompt_format)
         except RuntimeError as error:  # torch.OutOfMemoryError is a RuntimeError
             if not is_out_of_memory(error):
                 raise
@@ -186,7 +200,7 @@ def predict_task(
             oom = True
         if oom:
             free_memory()  # outside the except block: its traceback holds the failed record's tensors
-            row = oom_row(tokenizer, task, record, max_input_tokens)
+            row = oom_row(tokenizer, task, record, prompt_format)
             oom_rows += 1
         else:
             ok_rows += 1

@@ -9,6 +9,7 @@ in the official harness.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sdtp.longbench.tasks import TaskSpec
@@ -123,3 +124,23 @@ def encode_record(
     """Model input ids for one record: `build_prompt` -> `truncate_middle` -> `model_input_ids` (pred.py's order)."""
     prompt = truncate_middle(build_prompt(task, record), tokenizer, max_input_tokens)
     return model_input_ids(task, prompt, tokenizer, chat_template, model_name)
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How a job turns records into model input ids: the config's `longbench.max_input_tokens` and
+    `longbench.chat_template`, and the model's name (the official wrappers are chosen by it)."""
+
+    max_input_tokens: int
+    chat_template: str = "official"
+    model_name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.chat_template not in CHAT_TEMPLATE_MODES:
+            raise ValueError(
+                f"longbench.chat_template = {self.chat_template!r} must be one of {', '.join(CHAT_TEMPLATE_MODES)}"
+            )
+
+    def encode(self, task: TaskSpec, record: Mapping[str, Any], tokenizer) -> list[int]:
+        """`encode_record` with this format."""
+        return encode_record(task, record, tokenizer, self.max_input_tokens, self.chat_template, self.model_name)

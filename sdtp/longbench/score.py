@@ -48,6 +48,7 @@ class ScoreRow:
     mean_prompt_tokens: float
     mean_compression_ratio: float
     mean_prefill_s: float
+    chat_template: str  # how the prompts were wrapped (`longbench.chat_template`), from the predictions
 
 
 def score_predictions(predictions: list[dict], *, model: str, method: str, keep_ratio: float, task: str) -> ScoreRow:
@@ -89,4 +90,13 @@ def score_predictions(predictions: list[dict], *, model: str, method: str, keep_
         mean_prompt_tokens=mean_ok("prompt_tokens"),
         mean_compression_ratio=mean_ok("compression_ratio"),
         mean_prefill_s=mean_ok("prefill_s"),
+        chat_template=_chat_template(predictions, task),
     )
+
+
+def _chat_template(predictions: list[dict], task: str) -> str:
+    """The one wrapping the predictions were made with; predictions written before it was recorded say "unrecorded"."""
+    modes = {row.get("chat_template", "unrecorded") for row in predictions}
+    if len(modes) > 1:
+        raise ValueError(f"the predictions of task {task!r} mix chat templates {sorted(modes)}: rerun the prediction")
+    return modes.pop()

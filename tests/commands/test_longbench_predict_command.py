@@ -80,6 +80,7 @@ SCORE_COLUMNS = [
     "mean_prompt_tokens",
     "mean_compression_ratio",
     "mean_prefill_s",
+    "chat_template",
 ]
 
 
@@ -95,6 +96,7 @@ PREDICTION_FIELDS = {
     "prefill_s",
     "new_tokens",
     "status",
+    "chat_template",
     "job_key",
 }
 
@@ -124,7 +126,8 @@ def pipeline(tmp_path_factory):
             "synthetic_records": 3,
         },
     }
-    predict_settings = PREDICT_SETTINGS
+    # The tokenizer's own chat template (`model`), so that the wrapping rule per task is what is checked.
+    predict_settings = {**PREDICT_SETTINGS, "longbench": {**PREDICT_SETTINGS["longbench"], "chat_template": "model"}}
     runs = [(task, method) for task in V1_TASKS for method in METHODS] + [("synthetic_passkey", "baseline")]
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)  # data_dir null extracts into ./resources/longbench
@@ -219,11 +222,11 @@ def test_predictions_have_the_fields_and_follow_the_prompt_rules(pipeline):
             rows = predictions(pipeline, method, task)
             assert [row["_id"] for row in rows] == [f"{task}-{i}" for i in range(MAX_SAMPLES)]
             for i, row in enumerate(rows):
-                assert set(row) == PREDICTION_FIELDS and row["status"] == "ok"
+                assert set(row) == PREDICTION_FIELDS and row["status"] == "ok" and row["chat_template"] == "model"
                 record = fixture_record(task, i)
                 assert row["answers"] == record["answers"] and row["length"] == record["length"]
                 assert row["all_classes"] is None
-                ids = encode_record(spec, record, tokenizer, MAX_INPUT_TOKENS)
+                ids = encode_record(spec, record, tokenizer, MAX_INPUT_TOKENS, chat_template="model")
                 assert row["prompt_tokens"] == len(ids)
                 assert (assistant_id in ids) == (task == "hotpotqa")  # chat template for hotpotqa only
                 assert isinstance(row["pred"], str) and row["prefill_s"] > 0
@@ -264,6 +267,7 @@ def test_score_parquet_rows(pipeline):
         assert row["keep_ratio"] == float(METHODS[method])
         assert row["metric"] == get_task(task).metric_name == "qa_f1_score"
         assert row["n"] == len(rows) == MAX_SAMPLES and row["oom_records"] == 0
+        assert row["chat_template"] == "model"  # the provenance of the prompts, from the predictions
         assert not list((pipeline.root / "longbench" / method).glob("*.partial"))  # renamed once complete
         assert 0.0 <= row["score"] <= 100.0
         assert row["mean_prompt_tokens"] == pytest.approx(sum(r["prompt_tokens"] for r in rows) / len(rows))

@@ -74,3 +74,19 @@ def test_predict_refuses_a_random_weight_model(tmp_path):
             "longbench-predict", "--settings", json.dumps(settings), "--method", "baseline", "--ratio", "1.0",
             "--task", "hotpotqa", "--records", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "out.jsonl"),
         ])  # fmt: skip
+
+
+def test_official_wrapping_recognises_the_family_by_name_or_hub_id():
+    from sdtp.commands.longbench_predict import prompt_format_for
+
+    llama2 = {"model": {"name": "mine", "id": "meta-llama/Llama-2-7b-chat-hf"}, "longbench": {"max_input_tokens": 99}}
+    prompt_format = prompt_format_for(llama2)
+    assert prompt_format.chat_template == "official" and prompt_format.max_input_tokens == 99
+    from sdtp.longbench.prompts import official_chat_prompt
+
+    assert official_chat_prompt("Q", prompt_format.model_name) == "[INST]Q[/INST]"
+    qwen = {
+        "model": {"name": "qwen2-7b-instruct", "id": "Qwen/Qwen2-7B-Instruct"},
+        "longbench": {"max_input_tokens": 9},
+    }
+    assert official_chat_prompt("Q", prompt_format_for(qwen).model_name) == "Q"

@@ -79,3 +79,17 @@ def test_rows_without_status_are_ok():
     old = [_row("bravo", ["bravo"], 100), _row("x", ["y"], 100)]
     row = score_predictions(old, model="m", method="baseline", keep_ratio=1.0, task="hotpotqa")
     assert row.oom_records == 0 and row.score == 50.0 and row.mean_prefill_s == 0.5
+
+
+def test_the_score_row_records_how_prompts_were_wrapped():
+    rows = [{**_row("a", ["a"], 100), "chat_template": "model"}, {**_row("b", ["b"], 100), "chat_template": "model"}]
+    assert score_predictions(rows, model="m", method="baseline", keep_ratio=1.0, task="hotpotqa").chat_template == (
+        "model"
+    )
+    old = [_row("a", ["a"], 100)]  # written before the wrapping was recorded
+    assert score_predictions(old, model="m", method="baseline", keep_ratio=1.0, task="hotpotqa").chat_template == (
+        "unrecorded"
+    )
+    mixed = [rows[0], {**rows[1], "chat_template": "none"}]
+    with pytest.raises(ValueError, match=r"mix chat templates \['model', 'none'\]"):
+        score_predictions(mixed, model="m", method="baseline", keep_ratio=1.0, task="hotpotqa")
