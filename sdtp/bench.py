@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from sdtp.engine import prefill_with_pruning
-from sdtp.flops import ideal_speedup, prefill_flops
+from sdtp.flops import ideal_speedup, prefill_flops, scorer_flops
 from sdtp.oom import describe, free_memory, is_out_of_memory
 from sdtp.pruner import PruningModule
 from sdtp.schedule import KeepSchedule
@@ -58,7 +58,7 @@ def bench_prefill(model, lengths, ratios, schedule_layers, warmup, repeats, seed
     device = next(model.parameters()).device
     devices = model_devices(model)  # all of them synchronised around each timed run
     torch.manual_seed(seed)
-    pruner = SdtpScorer(PruningModule(schedule_layers, config.hidden_size).to(device=device, dtype=model.dtype))
+    pruner = SdtpScorer(PruningModule(schedule_layers, config.hidden_size))  # placed per layer by its begin()
     baseline = get_scorer("baseline")
     rows = []
     for length in lengths:
@@ -86,6 +86,8 @@ def bench_prefill(model, lengths, ratios, schedule_layers, warmup, repeats, seed
                 else [length] * config.num_hidden_layers
             )
             flops = prefill_flops(config, tokens)
+            if schedule is not None and schedule.keep_ratio < 1.0:  # the pruning modules' FLOPs are part of the run
+                flops += scorer_flops("sdtp", config, schedule.tokens_scored(length))
             for repeat, seconds in enumerate(times[variant]):
                 rows.append(
                     dict(

@@ -20,7 +20,7 @@ import psutil
 import torch
 
 from sdtp.engine import decode_greedy, prefill_with_pruning
-from sdtp.flops import compression_ratio, ideal_speedup, kv_bytes_per_layer, prefill_flops
+from sdtp.flops import compression_ratio, ideal_speedup, kv_bytes_per_layer, prefill_flops, scorer_flops
 from sdtp.oom import describe, free_memory, is_out_of_memory
 from sdtp.schedule import KeepSchedule
 from sdtp.timing import model_devices, peak_memory_per_device, reset_peak_memory, timed
@@ -108,8 +108,16 @@ def measure_latency(
     num_layers = config.num_hidden_layers
     ids = torch.randint(0, config.vocab_size, (1, length), generator=torch.Generator().manual_seed(seed)).to(device)
     tokens_per_layer = schedule.tokens_per_layer(length, num_layers) if scorer.prunes else [length] * num_layers
+    # The pruned run's FLOPs include its scorer's (the SDTP pruning modules, the attention row), so the ideal speedup
+    # is the one this method can reach.
+    scoring = scorer.prunes and schedule.keep_ratio < 1.0
     flops = prefill_flops(config, tokens_per_layer)
+    flops += scorer_flops(method, config, schedule.tokens_scored(length)) if scoring else 0.0
     baseline_flops = prefill_flops(config, [length] * num_layers)
+    # A model partly on cpu/disk next to its GPUs (device_map offloading) is timed, but its rows say so.
+    offloaded = bool(cuda) and any(d.type in ("cpu", "meta") for d in devices)
+    if offloaded:
+        log.warning("part of the model is offloaded to %s: rows are marked 'offloaded', not 'ok'", devices)
     common = dict(
         model=model_name,
         method=method,
@@ -158,7 +166,7 @@ def measure_latency(
                     kv_lengths=kv_lengths,
                     kv_bytes_per_layer=kv_bytes,
                     kv_bytes=sum(kv_bytes),
-                    status="ok",
+                    status="offloaded" if offloaded else "ok",
                 )
             )
             log.info(

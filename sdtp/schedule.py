@@ -105,6 +105,10 @@ class KeepSchedule:
             alive.append(n)
         return alive
 
+    def tokens_scored(self, n: int) -> list[int]:
+        """Tokens reaching (and scored at) each stage for a prompt of `n` tokens: `n`, then what each stage keeps."""
+        return [n, *self.counts(n)[:-1]] if self.layers else []
+
     def tokens_per_layer(self, n: int, num_layers: int) -> list[int]:
         """Tokens entering each of `num_layers` decoder layers for a prompt of `n` tokens (the ragged cache's
         lengths)."""

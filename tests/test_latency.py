@@ -137,3 +137,37 @@ def test_every_device_the_model_spans_is_synchronised_and_measured(monkeypatch):
     assert row.devices == ["cuda:0", "cuda:1"] and row.device == "Fake H100 (cuda:0), Fake H100 (cuda:1)"
     assert row.peak_memory_bytes_per_device == [3, 5] and row.peak_memory_bytes == 5
     assert row.memory_kind == "cuda_peak_allocated"
+
+
+@pytest.mark.parametrize("method", ["sdtp", "attention", "random"])
+def test_the_pruned_runs_flops_include_its_scorers(method):
+    """The ideal speedup is honest: the pruning modules' and the attention row's FLOPs count in the pruned run."""
+    from sdtp.flops import scorer_flops
+    from sdtp.pruner import PruningModule
+
+    model = make_tiny_model("qwen2", "sdpa")
+    schedule = KeepSchedule([1, 3], 0.5, min_local=8)
+    scorer = get_scorer(method, checkpoint=PruningModule([1, 3], model.config.hidden_size))
+    row = measure_latency(
+        model, model_name="tiny", method=method, scorer=scorer, schedule=schedule, length=200, warmup=0, repeats=1,
+        new_tokens=2,
+    )[0]  # fmt: skip
+    extra = scorer_flops(method, model.config, [200, 100])
+    assert (extra > 0) == (method != "random")
+    assert row.prefill_flops == prefill_flops(model.config, row.kv_lengths) + extra
+    assert row.ideal_speedup == pytest.approx(row.baseline_prefill_flops / row.prefill_flops)
+
+
+def test_a_model_partly_offloaded_from_its_gpus_is_not_ok(monkeypatch):
+    """device_map offloading (a layer on cpu next to cuda devices) is timed, but the rows say "offloaded"."""
+    model = make_tiny_model("qwen2", "sdpa")
+    monkeypatch.setattr(latency_module, "model_devices", lambda m: [torch.device("cpu"), torch.device("cuda:0")])
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
+    rows = measure_latency(
+        model, model_name="tiny", method="baseline", scorer=get_scorer("baseline"), schedule=KeepSchedule([1], 1.0),
+        length=16, warmup=0, repeats=2, new_tokens=2,
+    )  # fmt: skip
+    assert [row.status for row in rows] == ["offloaded", "offloaded"]

@@ -96,3 +96,9 @@ def test_select_properties(n, ratio, sinks, min_local, seed, ties):
     if free_kept and dropped:
         assert scores[dropped].max() <= scores[free_kept].min()
     assert torch.equal(kept, schedule.select(scores.clone()))  # deterministic
+
+
+def test_tokens_scored_are_the_tokens_reaching_each_stage():
+    schedule = KeepSchedule([1, 3, 5], 0.5, sink_tokens=1, local_ratio=0.0, min_local=0)
+    assert schedule.tokens_scored(100) == [100, *schedule.counts(100)[:2]]
+    assert KeepSchedule([], 0.5).tokens_scored(100) == []
