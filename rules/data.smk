@@ -8,7 +8,7 @@ rule train_data:
     conda:
         "../envs/sdtp.yaml"
     params:
-        settings=settings("seed", "model", "train_data"),
+        settings=settings("seed", "model", "train_data", longbench=["chat_template"]),
         model_dir=model_dir_arg,
     shell:
         "python -m sdtp prepare-train --settings {params.settings:q} {params.model_dir} --out {output} > {log} 2>&1"

@@ -17,7 +17,7 @@ import logging
 import os
 from pathlib import Path
 
-from sdtp.commands.settings import add_settings_arguments, load_run_model, schedule_for, scorer_for
+from sdtp.commands.settings import add_settings_arguments, load_run_model, schedule_for, scorer_for, wrapping_name
 from sdtp.longbench.predict import ensure_eos, predict_task
 from sdtp.longbench.prompts import PromptFormat
 from sdtp.longbench.records import appending_jsonl, partial_path, read_jsonl, resume_partial
@@ -91,11 +91,10 @@ def main(args: argparse.Namespace) -> int:
 
 
 def prompt_format_for(settings: dict) -> PromptFormat:
-    """The job's `PromptFormat`: longbench.max_input_tokens and chat_template; the official wrappers match on the
-    model's name and hub id (e.g. `llama2-7b-chat` or `meta-llama/Llama-2-7b-chat-hf`)."""
-    section, model = settings["longbench"], settings["model"]
-    name = " ".join(str(model[key]) for key in ("name", "id") if model.get(key))
-    return PromptFormat(section["max_input_tokens"], section.get("chat_template", "official"), name)
+    """The job's `PromptFormat`: longbench.max_input_tokens and chat_template, and the name the official wrappers
+    match on (`wrapping_name`)."""
+    section = settings["longbench"]
+    return PromptFormat(section["max_input_tokens"], section.get("chat_template", "official"), wrapping_name(settings))
 
 
 def _predict(args: argparse.Namespace, task, records: list[dict], done: int, partial: Path, key: str) -> None:

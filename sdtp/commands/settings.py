@@ -35,6 +35,13 @@ def model_label(settings: dict) -> str:
     return section["name"] + ("-random-weights" if section.get("weights") == "random" else "")
 
 
+def wrapping_name(settings: dict) -> str:
+    """What LongBench's official chat wrappers recognise a model family by: its `model.name` and `model.id` (e.g.
+    `llama2-7b-chat` or `meta-llama/Llama-2-7b-chat-hf`)."""
+    model = settings["model"]
+    return " ".join(str(model[key]) for key in ("name", "id") if model.get(key))
+
+
 def model_spec(settings: dict, model_dir: str | None = None) -> dict:
     """The `sdtp.models.load_model` spec from the config's `model:` section (workflow-only keys dropped)."""
     spec = {k: v for k, v in settings["model"].items() if k not in ("name", "source", "demo") and v is not None}

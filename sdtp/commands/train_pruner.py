@@ -100,9 +100,12 @@ def main(args: argparse.Namespace) -> int:
             layer,
             value,
         )
+    # How the training prompts were encoded (prepare-train: as the evaluation encodes them for this model).
+    formats = sorted(set(train_rows["chat_template"])) if "chat_template" in train_rows else ["unrecorded"]
     meta = dict(
         base_model=model_name,
         model_dir=args.model_dir,
+        train_prompt_chat_template=", ".join(formats),
         keep_ratio=float(args.ratio),
         layers=schedule.layers,
         schedule=dict(sink_tokens=schedule.sink_tokens, local_ratio=schedule.local_ratio, min_local=schedule.min_local),

@@ -1,6 +1,8 @@
 """`python -m sdtp prepare-train`: the samples saliency (stage 1) and pruner training (stage 2) run on.
 
-Each sample is `<bos> prompt response <eos>` tokenised with the model's tokenizer; labels are -100 on the prompt, so
+Each sample is `prompt response <eos>` tokenised with the model's tokenizer, the prompt encoded the way the evaluation
+encodes prompts for that model (`prompt_ids`: e.g. its chat template; plain tokenization, `<bos>` included, by
+default); labels are -100 on the prompt, so
 the LM loss (and thus the saliency) measures how well the model produces the response from the prompt. The first
 `samples` are the training split, the next `heldout_samples` the held-out split used to evaluate the pruner.
 Samples longer than `max_tokens` are skipped (and counted in the log), never cut.
@@ -9,6 +11,7 @@ Samples longer than `max_tokens` are skipped (and counted in the log), never cut
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import pandas as pd
 
@@ -26,17 +29,23 @@ def load_examples(section: dict, seed: int, count: int) -> list[dict]:
     return generate_training_examples(count, tuple(section["context_words"]), seed)
 
 
-def encode_example(tokenizer, prompt: str, response: str) -> tuple[list[int], list[int]]:
-    """(input_ids, labels) of one example; labels are -100 on the prompt tokens."""
-    prompt_ids = tokenizer(prompt)["input_ids"]
+def encode_example(
+    tokenizer, prompt: str, response: str, prompt_ids: Callable[[str], list[int]] | None = None
+) -> tuple[list[int], list[int]]:
+    """(input_ids, labels) of one example; labels are -100 on the prompt tokens. `prompt_ids` encodes the prompt
+    (default: the tokenizer with its default special tokens)."""
+    prompt_ids = prompt_ids(prompt) if prompt_ids is not None else tokenizer(prompt)["input_ids"]
     response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
     if tokenizer.eos_token_id is not None:
         response_ids = response_ids + [tokenizer.eos_token_id]
     return prompt_ids + response_ids, [-100] * len(prompt_ids) + response_ids
 
 
-def build_samples(tokenizer, section: dict, seed: int) -> pd.DataFrame:
-    """Columns: split ("train" | "heldout"), sample, _id, tokens, input_ids (list[int]), labels (list[int])."""
+def build_samples(
+    tokenizer, section: dict, seed: int, prompt_ids: Callable[[str], list[int]] | None = None
+) -> pd.DataFrame:
+    """Columns: split ("train" | "heldout"), sample, _id, tokens, input_ids (list[int]), labels (list[int]).
+    `prompt_ids`: how a prompt is encoded (see `encode_example`)."""
     wanted = {"train": section["samples"], "heldout": section["heldout_samples"]}
     total = sum(wanted.values())
     # Over-draw so that skipping over-long samples still fills both splits (synthetic data is cheap; Dolly is 15k).
@@ -46,7 +55,7 @@ def build_samples(tokenizer, section: dict, seed: int) -> pd.DataFrame:
         split = "train" if sum(r["split"] == "train" for r in rows) < wanted["train"] else "heldout"
         if len(rows) >= total:
             break
-        input_ids, labels = encode_example(tokenizer, example["prompt"], example["response"])
+        input_ids, labels = encode_example(tokenizer, example["prompt"], example["response"], prompt_ids)
         if len(input_ids) > section["max_tokens"]:
             skipped += 1
             continue

@@ -87,30 +87,36 @@ def official_chat_prompt(prompt: str, model_name: str, tokenizer=None) -> str | 
     return prompt
 
 
-def model_input_ids(
-    task: TaskSpec, prompt: str, tokenizer, chat_template: str = "official", model_name: str = ""
-) -> list[int]:
-    """Token ids the model is fed for `prompt` (see `CHAT_TEMPLATE_MODES`).
+def wrapped_prompt_ids(prompt: str, tokenizer, chat_template: str = "official", model_name: str = "") -> list[int]:
+    """Token ids of `prompt` wrapped as `chat_template` says (see `CHAT_TEMPLATE_MODES`), whatever the task.
 
-    `model`: with `task.uses_chat_template` and a tokenizer that has a chat template, the prompt as a single user turn
-    through `apply_chat_template(..., add_generation_prompt=True)` (the template brings its own special tokens).
-    `official`: pred.py's wrapper for the families it lists (`official_chat_prompt`, by `model_name`). Otherwise plain
+    `model`: a tokenizer with a chat template gets the prompt as a single user turn through
+    `apply_chat_template(..., add_generation_prompt=True)` (the template brings its own special tokens). `official`:
+    pred.py's wrapper for the families it lists (`official_chat_prompt`, by `model_name`). Otherwise plain
     tokenization with the tokenizer's default special tokens, as pred.py does.
     """
     if chat_template not in CHAT_TEMPLATE_MODES:
         raise ValueError(f"longbench.chat_template = {chat_template!r} must be one of {', '.join(CHAT_TEMPLATE_MODES)}")
-    if task.uses_chat_template and chat_template == "model" and getattr(tokenizer, "chat_template", None):
+    if chat_template == "model" and getattr(tokenizer, "chat_template", None):
         # return_dict=True pins the return type (transformers 5 returns a BatchEncoding by default).
         encoded = tokenizer.apply_chat_template(
             [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True, return_dict=True
         )
         return list(encoded["input_ids"])
-    if task.uses_chat_template and chat_template == "official":
+    if chat_template == "official":
         wrapped = official_chat_prompt(prompt, model_name, tokenizer)
         if isinstance(wrapped, list):
             return wrapped
         prompt = wrapped
     return list(tokenizer(prompt, truncation=False)["input_ids"])
+
+
+def model_input_ids(
+    task: TaskSpec, prompt: str, tokenizer, chat_template: str = "official", model_name: str = ""
+) -> list[int]:
+    """Token ids the model is fed for `prompt`: `wrapped_prompt_ids`, except that tasks without a chat template
+    (few-shot and code) are never wrapped."""
+    return wrapped_prompt_ids(prompt, tokenizer, chat_template if task.uses_chat_template else "none", model_name)
 
 
 def encode_record(

@@ -64,6 +64,7 @@ def test_train_pruner_command_end_to_end(tmp_path):
     assert set(meta["heldout_spearman"]) == {"1", "2"} and -1 <= meta["heldout_spearman_mean"] <= 1
     assert set(meta["heldout_salient_recall"]) == {"1", "2"}
     assert set(meta["heldout_token_type_spearman"]) == {"1", "2"}
+    assert meta["train_prompt_chat_template"] == "unrecorded"  # train.parquet written without the column
     losses = pd.read_parquet(losses_path)
     assert list(losses.columns) == LOSS_COLUMNS and len(losses) == 6
     assert set(losses.model) == {"tiny"} and set(losses.keep_ratio) == {0.5} and set(losses["sample"]) == {0, 1, 2}
