@@ -14,6 +14,7 @@ import errno
 import fcntl
 import logging
 import os
+import platform
 import shutil
 import subprocess
 import time
@@ -42,8 +43,21 @@ def visible_devices() -> list[str]:
     return [str(i) for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
 
 
+# SLURM's step ids for the batch script, the extern step and an interactive step: not an `srun` job step.
+_NON_JOB_STEPS = {4294967292, 4294967293, 4294967294, 4294967295}
+
+
+def slurm_step_pins_devices() -> bool:
+    """True inside an `srun` job step of a SLURM job: its GPUs are bound by SLURM (snakemake-executor-plugin-slurm
+    runs each job as such a step, through its jobstep plugin). False outside SLURM and in an allocation's shell or
+    batch script (`salloc`, `sbatch`), where several local jobs share the allocated GPUs and must pool them."""
+    step = os.environ.get("SLURM_STEP_ID", "")
+    return bool(os.environ.get("SLURM_JOB_ID")) and step.isdigit() and int(step) not in _NON_JOB_STEPS
+
+
 def _lock_dir(lock_dir: str | os.PathLike | None) -> Path:
-    return Path(lock_dir or os.environ.get(LOCK_DIR_ENV) or DEFAULT_LOCK_DIR)
+    # One directory per host: `.snakemake` may sit on a filesystem shared by several nodes, each with its own GPU 0.
+    return Path(lock_dir or os.environ.get(LOCK_DIR_ENV) or Path(DEFAULT_LOCK_DIR) / platform.node())
 
 
 def _try_lock(path: Path) -> int | None:
@@ -65,15 +79,21 @@ def claim_devices(
 ) -> list[str] | None:
     """Claim `count` free GPUs for this process and pin them via `CUDA_VISIBLE_DEVICES`; return their ids, or None.
 
-    None (and nothing changed) when `count` is 0, on a machine without GPUs, and inside a SLURM job, whose allocation
-    already pins devices. When fewer than `count` are free, waits (logging) until enough free up, or raises
-    `TimeoutError` after `timeout_s`; asking for more than the machine has is an error at once. Calling it again in the
-    same process returns the devices it already holds.
+    None (and nothing changed) when `count` is 0, on a machine without GPUs, and inside a SLURM job step
+    (`slurm_step_pins_devices`: what snakemake-executor-plugin-slurm's jobs run as), whose allocation already pins
+    devices. Inside an allocation but outside a step — the gpu-box profile run in an `salloc` shell or an sbatch
+    script — the pool works as on any GPU box. When fewer than `count` are free, waits (logging) until enough free
+    up, or raises `TimeoutError` after `timeout_s`; asking for more than the machine has is an error at once. Calling
+    it again in the same process returns the devices it already holds.
     """
     if count < 1:
         return None
-    if os.environ.get("SLURM_JOB_ID"):
-        log.info("inside SLURM job %s: devices are pinned by the allocation", os.environ["SLURM_JOB_ID"])
+    if slurm_step_pins_devices():
+        log.info(
+            "inside SLURM job %s step %s: devices are pinned by the allocation",
+            os.environ.get("SLURM_JOB_ID"),
+            os.environ.get("SLURM_STEP_ID"),
+        )
         return None
     if _held:
         return list(_held)

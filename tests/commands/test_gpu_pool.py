@@ -100,12 +100,36 @@ def test_no_gpus_is_a_no_op(tmp_path, monkeypatch):
     assert "CUDA_VISIBLE_DEVICES" not in os.environ
 
 
-def test_inside_slurm_is_a_no_op(tmp_path, monkeypatch):
+def test_inside_a_slurm_job_step_is_a_no_op(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "1234")
+    monkeypatch.setenv("SLURM_STEP_ID", "0")  # an srun step, as the executor plugin's jobs run
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     assert gpu_pool.claim_device(tmp_path) is None
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("step", [None, "4294967294"])  # an salloc shell (no step); an sbatch script (batch step)
+def test_inside_an_allocation_but_not_a_step_the_pool_works(tmp_path, monkeypatch, step):
+    """The gpu-box profile run inside `salloc`/`sbatch`: SLURM_JOB_ID is set, but several local jobs share the
+    allocated GPUs, so each must still claim its own."""
+    monkeypatch.setenv("SLURM_JOB_ID", "1234")
+    if step is None:
+        monkeypatch.delenv("SLURM_STEP_ID", raising=False)
+    else:
+        monkeypatch.setenv("SLURM_STEP_ID", step)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    monkeypatch.setattr(gpu_pool, "_held", {})
+    assert gpu_pool.claim_device(tmp_path) == "2"
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "2"
+    gpu_pool.release_device()
+
+
+def test_locks_live_in_a_directory_per_host(monkeypatch):
+    monkeypatch.delenv(gpu_pool.LOCK_DIR_ENV, raising=False)
+    import platform
+
+    assert gpu_pool._lock_dir(None) == gpu_pool.Path(gpu_pool.DEFAULT_LOCK_DIR) / platform.node()
 
 
 @pytest.mark.parametrize(
