@@ -81,6 +81,11 @@ def model_dir(wildcards):
     return []
 
 
+def verified(wildcards):
+    """Every job that loads the model waits for the engine's verification on that model."""
+    return f"{RESULTS}/verify/{wildcards.model}.json"
+
+
 def model_dir_arg(wildcards, input):
     return f"--model-dir {input.model}" if config["model"]["source"] == "demo" else ""
 

@@ -1,6 +1,7 @@
 rule latency:
     input:
         model=model_dir,
+        verify=verified,
         pruner=pruner_input,
     output:
         f"{RESULTS}/latency/{{model}}/{{method}}/r{{ratio}}/L{{length}}.parquet",

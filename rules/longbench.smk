@@ -1,6 +1,7 @@
 rule predict:
     input:
         model=model_dir,
+        verify=verified,
         pruner=pruner_input,
         records=f"{RESULTS}/tasks/{{task}}.jsonl",
     output:

@@ -1,6 +1,7 @@
 rule train_pruner:
     input:
         model=model_dir,
+        verify=verified,
         train=f"{RESULTS}/data/{{model}}/train.parquet",
         saliency=f"{RESULTS}/saliency/{{model}}/scores.parquet",
     output:

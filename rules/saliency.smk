@@ -1,6 +1,7 @@
 rule saliency:
     input:
         model=model_dir,
+        verify=verified,
         train=f"{RESULTS}/data/{{model}}/train.parquet",
     output:
         scores=f"{RESULTS}/saliency/{{model}}/scores.parquet",

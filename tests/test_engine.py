@@ -1,7 +1,7 @@
 """The pruned prefill and decode against transformers' own forward.
 
-The key check is the *masked reference*: a full-length forward of the unmodified model in which, at every layer, each
-query may attend only to the keys alive at that layer (a per-layer 4D mask installed with forward pre-hooks). If
+The key check is the *masked reference* (`sdtp.reference`, shared with `python -m sdtp verify`): a full-length forward
+of the unmodified model in which, at every layer, each query may attend only to the keys alive at that layer. If
 positions, the ragged cache or the decode step were wrong, the last-token logits would differ.
 """
 
@@ -13,47 +13,11 @@ from tiny_models import make_tiny_model
 
 from sdtp.engine import decode_greedy, decode_step, prefill_with_pruning
 from sdtp.pruner import PruningModule
+from sdtp.reference import alive_masks, masked_reference_logits, reference_decode_logits
 from sdtp.schedule import KeepSchedule
 from sdtp.scorers import get_scorer
 
 ATOL = 1e-4
-
-
-def masked_reference_logits(model, ids: torch.Tensor, alive_per_layer: list[torch.Tensor]) -> torch.Tensor:
-    """Last-position logits of a full forward where layer l's queries see only keys alive at layer l.
-
-    alive_per_layer[l]: (n,) bool over all positions of `ids`. Uses eager attention (a float mask is added to scores).
-    """
-    n = ids.shape[1]
-    causal = torch.ones(n, n, dtype=torch.bool).tril()
-    min_value = torch.finfo(model.dtype).min
-    handles = []
-    for layer_idx, layer in enumerate(model.model.layers):
-        allowed = causal & alive_per_layer[layer_idx][None, :]
-        mask = torch.zeros(n, n, dtype=model.dtype).masked_fill(~allowed, min_value)[None, None]
-
-        def hook(module, args, kwargs, mask=mask):
-            return args, {**kwargs, "attention_mask": mask}
-
-        handles.append(layer.register_forward_pre_hook(hook, with_kwargs=True))
-    saved = model.config._attn_implementation
-    model.config._attn_implementation = "eager"
-    try:
-        with torch.no_grad():
-            return model(ids).logits[:, -1].float()
-    finally:
-        model.config._attn_implementation = saved
-        for handle in handles:
-            handle.remove()
-
-
-def alive_masks(kept_positions: list[torch.Tensor], n: int) -> list[torch.Tensor]:
-    masks = []
-    for positions in kept_positions:
-        alive = torch.zeros(n, dtype=torch.bool)
-        alive[positions.cpu()] = True
-        masks.append(alive)
-    return masks
 
 
 def make_scorer(name: str, model, tmp_path):
@@ -127,14 +91,10 @@ def test_decode_from_pruned_cache_equals_masked_reference(family, attn, method, 
     assert tokens.shape == (1, steps)
     assert result.kv_lengths == [length + steps - 1 for length in lengths_before]
 
-    sequence = ids
+    expected = reference_decode_logits(model, ids, alive, tokens)
     for t in range(steps):
-        expected = masked_reference_logits(
-            model, sequence, [torch.cat([a, torch.ones(t, dtype=torch.bool)]) for a in alive]
-        )
-        assert (logits[t] - expected[0]).abs().max().item() < ATOL, f"step {t}"
-        assert int(expected.argmax()) == int(tokens[0, t])
-        sequence = torch.cat([sequence, tokens[:, t : t + 1]], dim=1)
+        assert (logits[t] - expected[t]).abs().max().item() < ATOL, f"step {t}"
+        assert int(expected[t].argmax()) == int(tokens[0, t])
 
 
 def test_decode_without_pruning_matches_generate():

@@ -225,3 +225,16 @@ def test_random_weights_get_their_own_paths_and_no_scores(tmp_path):
     (workdir / "override.yaml").write_text("model: {weights: random}\n")  # LongBench methods left on
     proc = snakemake(workdir, "-n", *paper_with_override, check=False)
     assert proc.returncode != 0 and "scores of a random-weight model are meaningless" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("config_args", [[], ["--configfile", "configs/paper-qwen2-7b.yaml"]])
+def test_every_model_job_waits_for_verify(tmp_path, config_args):
+    """`verify` runs before any job that loads the model: each one lists the verification report among its inputs."""
+    workdir = copy_project(tmp_path)
+    proc = snakemake(workdir, "-n", *config_args)
+    blocks = re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)+)", proc.stdout, flags=re.MULTILINE)
+    model_jobs = [(rule, body) for rule, body in blocks if rule in ("latency", "predict", "saliency", "train_pruner")]
+    assert [rule for rule, _ in blocks].count("verify") == 1 and len(model_jobs) > 10
+    for rule, body in model_jobs:
+        inputs = next(line for line in body.splitlines() if line.strip().startswith("input:"))
+        assert "/verify/" in inputs, (rule, inputs)

@@ -1,0 +1,21 @@
+# Before any job that loads the model measures anything: the engine checked against the masked reference on the
+# configured model, dtype, attention kernel and devices. A failed check stops the workflow (see its log).
+
+
+rule verify:
+    input:
+        model=model_dir,
+    output:
+        f"{RESULTS}/verify/{{model}}.json",
+    log:
+        f"{RESULTS}/logs/verify/{{model}}.log",
+    conda:
+        "../envs/sdtp.yaml"
+    resources:
+        gpu=config["resources"]["gpu"],
+    params:
+        settings=settings("seed", "model", "schedule", "keep_ratios"),
+        model_dir=model_dir_arg,
+    shell:
+        "python -m sdtp verify --settings {params.settings:q} {params.model_dir} --gpus {resources.gpu}"
+        " --out {output} > {log} 2>&1"

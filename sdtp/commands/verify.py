@@ -1,0 +1,66 @@
+"""`python -m sdtp verify`: before any measurement, check the engine on the user's model, dtype, attention kernel and
+devices (`sdtp.verify`), write the report as JSON, and stop the workflow with the failed checks, their figures and what
+to try when one fails.
+
+The prompt is `--tokens` seeded random ids (the checks compare two computations of the same input, so any ids do,
+and a `weights: random` model needs no data), pruned with the configured schedule at the smallest configured keep
+ratio. A failed run writes its report beside the output as `<out>.failed.json` and exits non-zero, so Snakemake runs
+no job that depends on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from sdtp.commands.settings import add_settings_arguments, load_run_model, schedule_for
+from sdtp.io import atomic_path
+from sdtp.verify import failure_message, verify_engine
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_settings_arguments(parser)
+    parser.add_argument("--tokens", type=int, default=512, help="prompt length of the checks (default 512)")
+    parser.add_argument("--decode-steps", type=int, default=8, help="tokens decoded from the pruned cache (default 8)")
+    parser.add_argument("--out", required=True, help="JSON report to write when every check passes")
+
+
+def _write_json(report: dict, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def main(args: argparse.Namespace) -> int:
+    settings, model, _ = load_run_model(args)
+    keep_ratio = min(settings.get("keep_ratios") or [0.5])
+    schedule = schedule_for(settings, model, keep_ratio)
+    limit = getattr(model.config, "max_position_embeddings", None) or args.tokens
+    length = min(args.tokens, limit - args.decode_steps)
+    generator = torch.Generator().manual_seed(settings.get("seed", 0))
+    ids = torch.randint(0, model.config.vocab_size, (1, length), generator=generator)
+    ids = ids.to(model.model.embed_tokens.weight.device)
+    log.info("verifying the engine on %d tokens, keep ratio %s at layers %s", length, keep_ratio, schedule.layers)
+    start = time.perf_counter()
+    report = verify_engine(model, ids, schedule, decode_steps=args.decode_steps)
+    seconds = time.perf_counter() - start
+    for check in report.checks:
+        log.info("%s", check.line())
+    document = {**report.to_dict(), "model": settings["model"].get("name"), "seconds": seconds}
+    out = Path(args.out)
+    failed_path = out.with_name(out.name.removesuffix(".json") + ".failed.json")
+    if not report.passed:
+        _write_json(document, failed_path)
+        raise SystemExit(f"{failure_message(report)}\n(report: {failed_path})")
+    if failed_path.exists():
+        os.remove(failed_path)
+    _write_json(document, out)
+    log.info("all %d checks passed in %.1f s; wrote %s", len(report.checks), seconds, out)
+    return 0

@@ -1,0 +1,51 @@
+"""`python -m sdtp verify`: a JSON report when the engine is right; a non-zero exit naming the failed check (and no
+output, so no dependent job runs) when it is not."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from tiny_models import TINY_MODEL_SETTINGS, save_tiny_model
+
+import sdtp.engine as engine_module
+from sdtp.commands.cli import main as cli_main
+
+SETTINGS = {
+    "seed": 0,
+    "model": TINY_MODEL_SETTINGS,
+    "schedule": {"start": 1, "step": 2, "stages": 2, "min_local": 4},
+    "keep_ratios": [0.7, 0.5],
+}
+
+
+def run(tmp_path, settings=SETTINGS):
+    out = tmp_path / "verify" / "tiny.json"
+    argv = ["verify", "--settings", json.dumps(settings), "--model-dir", str(tmp_path / "model"), "--gpus", "0"]
+    return cli_main([*argv, "--tokens", "128", "--out", str(out)]), out
+
+
+def test_a_passing_engine_writes_the_report(tmp_path):
+    save_tiny_model(tmp_path / "model")
+    code, out = run(tmp_path)
+    report = json.loads(out.read_text())
+    assert code == 0 and report["passed"] and report["model"] == "tiny"
+    assert report["keep_ratio"] == 0.5 and report["prune_layers"] == [1, 3] and report["prompt_tokens"] == 128
+    assert report["dtype"] == "float32" and report["tolerance"]["max_relative_error"] == 1e-4
+    assert all(check["passed"] for check in report["checks"]) and len(report["checks"]) == 11
+    assert not list(out.parent.glob("*.failed.json"))
+
+
+def test_a_failing_engine_stops_with_the_check_named(tmp_path, monkeypatch):
+    save_tiny_model(tmp_path / "model")
+    real = engine_module.rotary
+    monkeypatch.setattr(
+        engine_module, "rotary", lambda d, h, p: real(d, h, torch.arange(p.shape[0], device=p.device))
+    )  # kept tokens renumbered 0..m-1
+    with pytest.raises(SystemExit, match=r"FAIL prefill_equals_reference\[random\].*\n.*positions or masks are wrong"):
+        run(tmp_path)
+    out = tmp_path / "verify" / "tiny.json"
+    assert not out.exists()
+    failed = json.loads((tmp_path / "verify" / "tiny.failed.json").read_text())
+    assert not failed["passed"] and any(not check["passed"] for check in failed["checks"])
