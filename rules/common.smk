@@ -91,10 +91,13 @@ def model_dir_arg(wildcards, input):
 
 
 def pruner_input(wildcards):
-    """Only sdtp reads a trained pruner; other methods do not depend on it."""
+    """Only sdtp reads a trained pruner, once `verify_pruner` has checked it; other methods do not depend on it."""
     if wildcards.method == "sdtp":
-        return f"{RESULTS}/pruner/{wildcards.model}/r{wildcards.ratio}/pruner"
-    return []
+        return {
+            "pruner": f"{RESULTS}/pruner/{wildcards.model}/r{wildcards.ratio}/pruner",
+            "pruner_verified": f"{RESULTS}/verify/{wildcards.model}/sdtp-r{wildcards.ratio}.json",
+        }
+    return {}
 
 
 def pruner_arg(wildcards, input):

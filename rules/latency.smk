@@ -1,8 +1,8 @@
 rule latency:
     input:
+        unpack(pruner_input),
         model=model_dir,
         verify=verified,
-        pruner=pruner_input,
     output:
         f"{RESULTS}/latency/{{model}}/{{method}}/r{{ratio}}/L{{length}}.parquet",
     log:

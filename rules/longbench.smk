@@ -1,8 +1,8 @@
 rule predict:
     input:
+        unpack(pruner_input),
         model=model_dir,
         verify=verified,
-        pruner=pruner_input,
         records=f"{RESULTS}/tasks/{{task}}.jsonl",
     output:
         f"{RESULTS}/longbench/{{model}}/{{method}}/r{{ratio}}/{{task}}.jsonl",

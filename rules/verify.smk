@@ -19,3 +19,24 @@ rule verify:
     shell:
         "python -m sdtp verify --settings {params.settings:q} {params.model_dir} --gpus {resources.gpu}"
         " --out {output} > {log} 2>&1"
+
+
+# The same checks for method sdtp, once its pruner is trained: the latency and predict jobs of sdtp wait for it.
+rule verify_pruner:
+    input:
+        model=model_dir,
+        pruner=f"{RESULTS}/pruner/{{model}}/r{{ratio}}/pruner",
+    output:
+        f"{RESULTS}/verify/{{model}}/sdtp-r{{ratio}}.json",
+    log:
+        f"{RESULTS}/logs/verify/{{model}}/sdtp-r{{ratio}}.log",
+    conda:
+        "../envs/sdtp.yaml"
+    resources:
+        gpu=config["resources"]["gpu"],
+    params:
+        settings=settings("seed", "model", "schedule", "keep_ratios"),
+        model_dir=model_dir_arg,
+    shell:
+        "python -m sdtp verify --settings {params.settings:q} {params.model_dir} --gpus {resources.gpu}"
+        " --pruner {input.pruner} --ratio {wildcards.ratio} --out {output} > {log} 2>&1"

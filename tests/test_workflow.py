@@ -238,3 +238,5 @@ def test_every_model_job_waits_for_verify(tmp_path, config_args):
     for rule, body in model_jobs:
         inputs = next(line for line in body.splitlines() if line.strip().startswith("input:"))
         assert "/verify/" in inputs, (rule, inputs)
+        if "sdtp/r" in body and rule in ("latency", "predict"):  # sdtp's jobs also wait for its pruner's verification
+            assert re.search(r"/verify/[^/]+/sdtp-r[0-9.]+\.json", inputs), (rule, inputs)

@@ -4,7 +4,8 @@ to try when one fails.
 
 The prompt is `--tokens` seeded random ids (the checks compare two computations of the same input, so any ids do,
 and a `weights: random` model needs no data), pruned with the configured schedule at the smallest configured keep
-ratio. A failed run writes its report beside the output as `<out>.failed.json` and exits non-zero, so Snakemake runs
+ratio; with `--pruner` (after stage 2) the trained SDTP pruner is checked instead, at its own `--ratio`. A failed
+run writes its report beside the output as `<out>.failed.json` and exits non-zero, so Snakemake runs
 no job that depends on it.
 """
 
@@ -21,6 +22,7 @@ import torch
 
 from sdtp.commands.settings import add_settings_arguments, load_run_model, schedule_for
 from sdtp.io import atomic_path
+from sdtp.scorers import get_scorer
 from sdtp.verify import failure_message, verify_engine
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(parser)
     parser.add_argument("--tokens", type=int, default=512, help="prompt length of the checks (default 512)")
     parser.add_argument("--decode-steps", type=int, default=8, help="tokens decoded from the pruned cache (default 8)")
+    parser.add_argument("--pruner", default=None, help="a trained pruner: check method sdtp with it (after stage 2)")
+    parser.add_argument("--ratio", type=float, default=None, help="the keep ratio the pruner was trained for")
     parser.add_argument("--out", required=True, help="JSON report to write when every check passes")
 
 
@@ -40,7 +44,11 @@ def _write_json(report: dict, path: Path) -> None:
 
 def main(args: argparse.Namespace) -> int:
     settings, model, _ = load_run_model(args)
-    keep_ratio = min(settings.get("keep_ratios") or [0.5])
+    if args.pruner is not None:
+        keep_ratio = args.ratio if args.ratio is not None else min(settings.get("keep_ratios") or [0.5])
+        scorers = {"sdtp": get_scorer("sdtp", checkpoint=args.pruner)}
+    else:
+        keep_ratio, scorers = min(settings.get("keep_ratios") or [0.5]), None  # random, streaming, attention
     schedule = schedule_for(settings, model, keep_ratio)
     limit = getattr(model.config, "max_position_embeddings", None) or args.tokens
     length = min(args.tokens, limit - args.decode_steps)
@@ -49,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
     ids = ids.to(model.model.embed_tokens.weight.device)
     log.info("verifying the engine on %d tokens, keep ratio %s at layers %s", length, keep_ratio, schedule.layers)
     start = time.perf_counter()
-    report = verify_engine(model, ids, schedule, decode_steps=args.decode_steps)
+    report = verify_engine(model, ids, schedule, scorers, decode_steps=args.decode_steps)
     seconds = time.perf_counter() - start
     for check in report.checks:
         log.info("%s", check.line())

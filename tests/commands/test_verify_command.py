@@ -49,3 +49,18 @@ def test_a_failing_engine_stops_with_the_check_named(tmp_path, monkeypatch):
     assert not out.exists()
     failed = json.loads((tmp_path / "verify" / "tiny.failed.json").read_text())
     assert not failed["passed"] and any(not check["passed"] for check in failed["checks"])
+
+
+def test_after_stage_two_the_trained_pruner_is_verified(tmp_path):
+    from sdtp.pruner import PruningModule
+
+    save_tiny_model(tmp_path / "model")
+    pruner = PruningModule([1, 3], 64).save(tmp_path / "pruner")
+    out = tmp_path / "verify" / "tiny" / "sdtp-r0.7.json"
+    argv = ["verify", "--settings", json.dumps(SETTINGS), "--model-dir", str(tmp_path / "model"), "--gpus", "0"]
+    assert cli_main([*argv, "--pruner", str(pruner), "--ratio", "0.7", "--tokens", "96", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["passed"] and report["keep_ratio"] == 0.7
+    names = [check["name"] for check in report["checks"]]
+    assert "prefill_equals_reference[sdtp]" in names and "decode_equals_reference[sdtp]" in names
+    assert not any("[random]" in name for name in names)
