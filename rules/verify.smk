@@ -14,11 +14,12 @@ rule verify:
     resources:
         gpu=config["resources"]["gpu"],
     params:
-        settings=settings("seed", "model", "schedule", "keep_ratios"),
+        settings=settings("seed", "model", "schedule"),
         model_dir=model_dir_arg,
+        ratio=min(RATIOS, key=float),
     shell:
         "python -m sdtp verify --settings {params.settings:q} {params.model_dir} --gpus {resources.gpu}"
-        " --out {output} > {log} 2>&1"
+        " --ratio {params.ratio} --out {output} > {log} 2>&1"
 
 
 # The same checks for method sdtp, once its pruner is trained: the latency and predict jobs of sdtp wait for it.
@@ -35,7 +36,7 @@ rule verify_pruner:
     resources:
         gpu=config["resources"]["gpu"],
     params:
-        settings=settings("seed", "model", "schedule", "keep_ratios"),
+        settings=settings("seed", "model", "schedule"),
         model_dir=model_dir_arg,
     shell:
         "python -m sdtp verify --settings {params.settings:q} {params.model_dir} --gpus {resources.gpu}"

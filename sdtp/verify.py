@@ -18,11 +18,13 @@ measurement, `verify_engine` checks, on a short prompt:
 Tolerances (`TOLERANCES`), relative to the logit scale s = max(1, max |reference logits|):
 - float32: max |Δ| ≤ 1e-4 · s, every decoded token identical. Two fp32 forwards that differ only in summation order
   (kernels, pruned vs masked) agree to ~1e-6 relative; 1e-4 leaves room for long prompts and deep models.
-- bfloat16: max |Δ| ≤ 0.05 · s, ≥ 7/8 tokens identical. bf16 keeps 8 significant bits (relative step 2^-8 ≈ 0.4%);
-  the pruned run and the masked reference round differently in every one of L layers (other shapes, other kernels), so
-  errors of a few tenths of a percent per layer add up to a few percent of the logit scale on 28-layer models, while a
-  real defect (renumbered positions, an ignored cache, a missing mask) moves logits by tens of percent.
-- float16: 10 significant bits, a quarter of bf16's step: max |Δ| ≤ 0.02 · s, ≥ 7/8 tokens identical.
+- bfloat16: max |Δ| ≤ 0.1 · s, ≥ 7/8 tokens identical. bf16 keeps 8 significant bits (relative step 2^-8 ≈ 0.4%);
+  the pruned run and the masked reference round differently in every layer (other shapes, other kernels), and the
+  decode checks take the worst of 8 steps. Measured on tiny Qwen2/Llama models (8 layers, weights scaled up so that
+  attention is peaky, 512 tokens, keep 0.7 at 3 stages): a correct engine reached 0.010–0.080; the same prompts with
+  kept tokens renumbered 0..m-1 reached 0.22–0.86 for the random and attention scorers. (Renumbering barely moves a
+  `streaming` selection — a contiguous suffix keeps its relative positions — which is why several scorers are checked.)
+- float16: 10 significant bits, a quarter of bf16's step: max |Δ| ≤ 0.05 · s, ≥ 7/8 tokens identical.
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ class Tolerance:
 TOLERANCES = {
     torch.float32: Tolerance(1e-4, 1.0),
     torch.float64: Tolerance(1e-4, 1.0),
-    torch.bfloat16: Tolerance(0.05, 7 / 8),
-    torch.float16: Tolerance(0.02, 7 / 8),
+    torch.bfloat16: Tolerance(0.1, 7 / 8),
+    torch.float16: Tolerance(0.05, 7 / 8),
 }
 
 ADVICE = {

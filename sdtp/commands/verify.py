@@ -33,7 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokens", type=int, default=512, help="prompt length of the checks (default 512)")
     parser.add_argument("--decode-steps", type=int, default=8, help="tokens decoded from the pruned cache (default 8)")
     parser.add_argument("--pruner", default=None, help="a trained pruner: check method sdtp with it (after stage 2)")
-    parser.add_argument("--ratio", type=float, default=None, help="the keep ratio the pruner was trained for")
+    parser.add_argument(
+        "--ratio",
+        type=float,
+        default=None,
+        help="keep ratio to check (default: the smallest of the settings' keep_ratios)",
+    )
     parser.add_argument("--out", required=True, help="JSON report to write when every check passes")
 
 
@@ -44,11 +49,9 @@ def _write_json(report: dict, path: Path) -> None:
 
 def main(args: argparse.Namespace) -> int:
     settings, model, _ = load_run_model(args)
-    if args.pruner is not None:
-        keep_ratio = args.ratio if args.ratio is not None else min(settings.get("keep_ratios") or [0.5])
-        scorers = {"sdtp": get_scorer("sdtp", checkpoint=args.pruner)}
-    else:
-        keep_ratio, scorers = min(settings.get("keep_ratios") or [0.5]), None  # random, streaming, attention
+    # The rule passes the smallest configured keep ratio (the most pruning), or the ratio the pruner was trained for.
+    keep_ratio = args.ratio if args.ratio is not None else min(settings.get("keep_ratios") or [0.5])
+    scorers = {"sdtp": get_scorer("sdtp", checkpoint=args.pruner)} if args.pruner else None  # else 3 comparators
     schedule = schedule_for(settings, model, keep_ratio)
     limit = getattr(model.config, "max_position_embeddings", None) or args.tokens
     length = min(args.tokens, limit - args.decode_steps)
