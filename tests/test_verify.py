@@ -33,9 +33,9 @@ def test_a_correct_engine_passes(family, attn, dtype):
         assert {f"prefill_equals_reference[{method}]", f"decode_equals_reference[{method}]"} <= set(names)
     assert report.tolerance == {"max_relative_error": TOLERANCES[dtype].max_relative_error,
                                 "min_token_agreement": TOLERANCES[dtype].min_token_agreement}  # fmt: skip
-    # The checks have power: pruning moves the logits far more than the bound.
+    # The checks have power: an engine that ignored the pruning would fail them.
     check = next(c for c in report.checks if c.name == "prefill_equals_reference[random]")
-    assert check.figures["unpruned_vs_reference"] > 3 * check.figures["bound"]
+    assert check.figures["unpruned_vs_reference"] > check.figures["bound"]
 
 
 def failed_names(report) -> set[str]:
