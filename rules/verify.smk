@@ -16,10 +16,11 @@ rule verify:
     params:
         settings=settings("seed", "model", "schedule"),
         model_dir=model_dir_arg,
-        ratio=min(RATIOS, key=float),
+        ratio=config["verify"]["keep_ratio"],
+        tokens=config["verify"]["tokens"],
     shell:
         "python -m sdtp verify --settings {params.settings:q} {params.model_dir} --gpus {resources.gpu}"
-        " --ratio {params.ratio} --out {output} > {log} 2>&1"
+        " --ratio {params.ratio} --tokens {params.tokens} --out {output} > {log} 2>&1"
 
 
 # The same checks for method sdtp, once its pruner is trained: the latency and predict jobs of sdtp wait for it.
@@ -38,6 +39,7 @@ rule verify_pruner:
     params:
         settings=settings("seed", "model", "schedule"),
         model_dir=model_dir_arg,
+        tokens=config["verify"]["tokens"],
     shell:
         "python -m sdtp verify --settings {params.settings:q} {params.model_dir} --gpus {resources.gpu}"
-        " --pruner {input.pruner} --ratio {wildcards.ratio} --out {output} > {log} 2>&1"
+        " --pruner {input.pruner} --ratio {wildcards.ratio} --tokens {params.tokens} --out {output} > {log} 2>&1"
