@@ -5,7 +5,7 @@ measurement, `verify_engine` checks, on a short prompt:
 
 1. `baseline_equals_forward`: the unpruned engine's last-token logits equal `model(input_ids)`'s (max |Δ| within the
    dtype's tolerance, same argmax);
-2. `prefill_equals_reference[<method>]`: a pruned prefill (the configured schedule, the smallest keep ratio) equals
+2. `prefill_equals_reference[<method>]`: a pruned prefill (the configured schedule at the verification keep ratio) equals
    the masked full-length reference (`sdtp.reference`: each query sees only the keys alive at its layer);
 3. `decode_equals_reference[<method>]`: `decode_steps` greedy tokens decoded from the pruned cache equal the masked
    reference extended step by step (per-step max |Δ|, and at least `min_token_agreement` of the tokens identical);

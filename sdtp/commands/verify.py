@@ -3,8 +3,9 @@ devices (`sdtp.verify`), write the report as JSON, and stop the workflow with th
 to try when one fails.
 
 The prompt is `--tokens` seeded random ids (the checks compare two computations of the same input, so any ids do,
-and a `weights: random` model needs no data), pruned with the configured schedule at the smallest configured keep
-ratio; with `--pruner` (after stage 2) the trained SDTP pruner is checked instead, at its own `--ratio`. A failed
+and a `weights: random` model needs no data), pruned with the configured schedule at `--ratio` (the rule passes the
+config's `verify.keep_ratio`); with `--pruner` (after stage 2) the trained SDTP pruner is checked instead, at the
+ratio it was trained for. A failed
 run writes its report beside the output as `<out>.failed.json` and exits non-zero, so Snakemake runs
 no job that depends on it.
 """
@@ -49,7 +50,7 @@ def _write_json(report: dict, path: Path) -> None:
 
 def main(args: argparse.Namespace) -> int:
     settings, model, _ = load_run_model(args)
-    # The rule passes the smallest configured keep ratio (the most pruning), or the ratio the pruner was trained for.
+    # The rule passes `verify.keep_ratio` (config), or the ratio the pruner was trained for.
     keep_ratio = args.ratio if args.ratio is not None else min(settings.get("keep_ratios") or [0.5])
     scorers = {"sdtp": get_scorer("sdtp", checkpoint=args.pruner)} if args.pruner else None  # else 3 comparators
     schedule = schedule_for(settings, model, keep_ratio)
