@@ -5,8 +5,8 @@ measurement, `verify_engine` checks, on a short prompt:
 
 1. `baseline_equals_forward`: the unpruned engine's last-token logits equal `model(input_ids)`'s (max |Δ| within the
    dtype's tolerance, same argmax);
-2. `prefill_equals_reference[<method>]`: a pruned prefill (the configured schedule at the verification keep ratio) equals
-   the masked full-length reference (`sdtp.reference`: each query sees only the keys alive at its layer);
+2. `prefill_equals_reference[<method>]`: a pruned prefill (the configured schedule at the verification keep ratio)
+   equals the masked full-length reference (`sdtp.reference`: each query sees only the keys alive at its layer);
 3. `decode_equals_reference[<method>]`: `decode_steps` greedy tokens decoded from the pruned cache equal the masked
    reference extended step by step (per-step max |Δ|, and at least `min_token_agreement` of the tokens identical);
 4. `cache_and_positions[<method>]`: the cache holds exactly the schedule's per-layer counts, kept positions are the
