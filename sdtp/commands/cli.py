@@ -12,6 +12,7 @@ import logging
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
+    "doctor": ("sdtp.commands.doctor", "check this machine and a config before the first run"),
     "bench-prefill": ("sdtp.commands.bench_prefill", "time pruned vs unpruned prefill next to the FLOPs-ideal speedup"),
     "demo-model": ("sdtp.commands.demo_model", "train the offline demo's tiny Qwen2 on the synthetic world"),
     "prepare-train": (
