@@ -30,6 +30,10 @@ each of the key/value projections, H the attention heads, V the vocabulary, L th
 
 Not counted: the CUDA context, cuBLAS workspaces and the caching allocator's fragmentation; `memory_fit` keeps
 `RESERVE_FRACTION` of each device plus `RESERVE_BYTES` for them. These are estimates to plan with, not guarantees.
+
+Why over 400 lines: one function per line of the doctor's report (versions, devices, kernels, SLURM, hub, disk,
+memory), each small, plus the memory model above. The memory model (`parameter_count` … `memory_fit`) is the part to
+move into its own module next to the roofline (issue 14) when that lands.
 """
 
 from __future__ import annotations

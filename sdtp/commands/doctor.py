@@ -8,6 +8,11 @@ model's parameter count from its config alone and the estimated memory of the co
 device (the formulas: `sdtp.doctor`).
 
 Exit status 0 whatever the checks find; 2 when the doctor cannot run (config file missing, unreadable or invalid).
+
+Why over 400 lines: this is the one command that interprets a whole config (model source and overrides, data
+sources, every job's longest prompt, devices) rather than one section; the interpretation is kept next to the report
+it feeds. The machine checks themselves are library code (`sdtp.doctor`). A split into `doctor` (CLI) and a config
+interpreter module is the next step when it grows.
 """
 
 from __future__ import annotations
