@@ -81,6 +81,11 @@ def model_dir(wildcards):
     return []
 
 
+def verify_prompt_input(wildcards):
+    """The verification prompt comes from the configured training data; a random-weight model uses random ids."""
+    return {} if RANDOM_WEIGHTS else {"train": f"{RESULTS}/data/{wildcards.model}/train.parquet"}
+
+
 def verified(wildcards):
     """Every job that loads the model waits for the engine's verification on that model. (Its settings are the model's
     and the schedule's, which those jobs read too, plus the `verify` section: it reruns only when they would.)"""

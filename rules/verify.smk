@@ -4,6 +4,7 @@
 
 rule verify:
     input:
+        unpack(verify_prompt_input),
         model=model_dir,
     output:
         f"{RESULTS}/verify/{{model}}.json",
@@ -17,15 +18,17 @@ rule verify:
         settings=settings("seed", "model", "schedule"),
         model_dir=model_dir_arg,
         ratio=config["verify"]["keep_ratio"],
+        train=lambda wildcards, input: f"--train {input.train}" if "train" in input.keys() else "",
         tokens=config["verify"]["tokens"],
     shell:
         "python -m sdtp verify --settings {params.settings:q} {params.model_dir} --gpus {resources.gpu}"
-        " --ratio {params.ratio} --tokens {params.tokens} --out {output} > {log} 2>&1"
+        " --ratio {params.ratio} --tokens {params.tokens} {params.train} --out {output} > {log} 2>&1"
 
 
 # The same checks for method sdtp, once its pruner is trained: the latency and predict jobs of sdtp wait for it.
 rule verify_pruner:
     input:
+        unpack(verify_prompt_input),
         model=model_dir,
         pruner=f"{RESULTS}/pruner/{{model}}/r{{ratio}}/pruner",
     output:
@@ -40,6 +43,8 @@ rule verify_pruner:
         settings=settings("seed", "model", "schedule"),
         model_dir=model_dir_arg,
         tokens=config["verify"]["tokens"],
+        train=lambda wildcards, input: f"--train {input.train}" if "train" in input.keys() else "",
     shell:
         "python -m sdtp verify --settings {params.settings:q} {params.model_dir} --gpus {resources.gpu}"
-        " --pruner {input.pruner} --ratio {wildcards.ratio} --tokens {params.tokens} --out {output} > {log} 2>&1"
+        " --pruner {input.pruner} --ratio {wildcards.ratio} --tokens {params.tokens} {params.train}"
+        " --out {output} > {log} 2>&1"

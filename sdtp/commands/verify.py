@@ -2,12 +2,12 @@
 devices (`sdtp.verify`), write the report as JSON, and stop the workflow with the failed checks, their figures and what
 to try when one fails.
 
-The prompt is `--tokens` seeded random ids (the checks compare two computations of the same input, so any ids do,
-and a `weights: random` model needs no data), pruned with the configured schedule at `--ratio` (the rule passes the
-config's `verify.keep_ratio`); with `--pruner` (after stage 2) the trained SDTP pruner is checked instead, at the
-ratio it was trained for. A failed
-run writes its report beside the output as `<out>.failed.json` and exits non-zero, so Snakemake runs
-no job that depends on it.
+The prompt is `--tokens` tokens of the configured training data (`--train`: the samples' ids one after another, as a
+real prompt would read), or seeded random ids without it (a `weights: random` model: the checks compare two
+computations of the same input, so any ids exercise them). It is pruned with the configured schedule at `--ratio` (the
+rule passes the config's `verify.keep_ratio`); with `--pruner` (after stage 2) the trained SDTP pruner is checked
+instead, at the ratio it was trained for. A failed run writes its report beside the output as `<out>.failed.json` and
+exits non-zero, so Snakemake runs no job that depends on it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from sdtp.commands.settings import add_settings_arguments, load_run_model, schedule_for
@@ -33,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(parser)
     parser.add_argument("--tokens", type=int, default=512, help="prompt length of the checks (default 512)")
     parser.add_argument("--decode-steps", type=int, default=8, help="tokens decoded from the pruned cache (default 8)")
+    parser.add_argument("--train", default=None, help="samples Parquet from prepare-train: the prompt's tokens")
     parser.add_argument("--pruner", default=None, help="a trained pruner: check method sdtp with it (after stage 2)")
     parser.add_argument(
         "--ratio",
@@ -48,6 +50,19 @@ def _write_json(report: dict, path: Path) -> None:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
 
 
+def _prompt(train: str | None, length: int, vocab_size: int, seed: int) -> torch.Tensor:
+    """(1, length) ids: the training samples' tokens one after another (repeated if they are fewer), else seeded random
+    ids."""
+    if train is None:
+        return torch.randint(0, vocab_size, (1, length), generator=torch.Generator().manual_seed(seed))
+    samples = pd.read_parquet(train, columns=["input_ids"]).input_ids
+    tokens = [int(t) for ids in samples for t in ids]
+    if not tokens:
+        raise ValueError(f"{train} holds no tokens to build the verification prompt from")
+    tokens = (tokens * (length // len(tokens) + 1))[:length]
+    return torch.tensor([tokens], dtype=torch.long)
+
+
 def main(args: argparse.Namespace) -> int:
     settings, model, _ = load_run_model(args)
     # The rule passes `verify.keep_ratio` (config), or the ratio the pruner was trained for.
@@ -56,8 +71,7 @@ def main(args: argparse.Namespace) -> int:
     schedule = schedule_for(settings, model, keep_ratio)
     limit = getattr(model.config, "max_position_embeddings", None) or args.tokens
     length = min(args.tokens, limit - args.decode_steps)
-    generator = torch.Generator().manual_seed(settings.get("seed", 0))
-    ids = torch.randint(0, model.config.vocab_size, (1, length), generator=generator)
+    ids = _prompt(args.train, length, model.config.vocab_size, settings.get("seed", 0))
     ids = ids.to(model.model.embed_tokens.weight.device)
     log.info("verifying the engine on %d tokens, keep ratio %s at layers %s", length, keep_ratio, schedule.layers)
     start = time.perf_counter()

@@ -64,3 +64,21 @@ def test_after_stage_two_the_trained_pruner_is_verified(tmp_path):
     names = [check["name"] for check in report["checks"]]
     assert "prefill_equals_reference[sdtp]" in names and "decode_equals_reference[sdtp]" in names
     assert not any("[random]" in name for name in names)
+
+
+def test_the_prompt_comes_from_the_training_data(tmp_path):
+    """With `--train` the verification prompt is the training samples' tokens one after another (repeated to length)."""
+    import pandas as pd
+
+    from sdtp.commands.verify import _prompt
+
+    pd.DataFrame({"input_ids": [[5, 6, 7], [8, 9]]}).to_parquet(tmp_path / "train.parquet")
+    assert _prompt(str(tmp_path / "train.parquet"), 7, 101, 0).tolist() == [[5, 6, 7, 8, 9, 5, 6]]
+    random_prompt = _prompt(None, 7, 101, 0)
+    assert random_prompt.shape == (1, 7) and torch.equal(random_prompt, _prompt(None, 7, 101, 0))
+    save_tiny_model(tmp_path / "model")
+    pd.DataFrame({"input_ids": [list(range(10, 90))]}).to_parquet(tmp_path / "train.parquet")
+    out = tmp_path / "v.json"
+    argv = ["verify", "--settings", json.dumps(SETTINGS), "--model-dir", str(tmp_path / "model"), "--gpus", "0"]
+    assert cli_main([*argv, "--train", str(tmp_path / "train.parquet"), "--tokens", "96", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["passed"]
