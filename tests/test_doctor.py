@@ -6,7 +6,8 @@ import urllib.error
 
 import pytest
 import torch
-from transformers import AutoConfig, Qwen2Config
+from tiny_models import qwen2_7b_config
+from transformers import AutoConfig
 
 from sdtp import doctor
 from sdtp.demo_model import SHIPPED_CHECKPOINT
@@ -27,18 +28,6 @@ def fake_cuda(monkeypatch, count=2, name=H100, memory=80 * GIB, capability=(9, 0
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: props)
     monkeypatch.setattr(torch.version, "cuda", "12.8")
-
-
-def qwen2_7b_config():
-    return Qwen2Config(
-        hidden_size=3584,
-        intermediate_size=18944,
-        num_hidden_layers=28,
-        num_attention_heads=28,
-        num_key_value_heads=4,
-        vocab_size=152064,
-        tie_word_embeddings=False,
-    )
 
 
 def no_network(*args, **kwargs):

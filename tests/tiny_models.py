@@ -196,3 +196,17 @@ def make_fixture_model(tokenizer):
         bos_token_id=tokenizer.bos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
+
+
+# --- a Qwen2-7B-shaped config (no weights): for memory and FLOPs estimates of the paper's model -----------------------
+
+
+def qwen2_7b_config(**overrides):
+    """Qwen2-7B's shape (28 layers, d=3584, 28 heads, 4 KV heads, vocab 152,064) as a config, without weights."""
+    from transformers import Qwen2Config
+
+    shape = dict(
+        hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+        num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False,
+    )  # fmt: skip
+    return Qwen2Config(**{**shape, **overrides})

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from transformers import Qwen2Config
+from tiny_models import qwen2_7b_config
 
 from sdtp import doctor
 from sdtp.commands import cli
@@ -59,15 +59,7 @@ def fake_cuda(monkeypatch, name, memory, capability):
 def paper_like_config(tmp_path):
     """The paper config on a local Qwen2-7B-shaped config.json (weights: random) and local data: nothing to fetch."""
     model_dir = tmp_path / "qwen2-7b-shape"
-    Qwen2Config(
-        hidden_size=3584,
-        intermediate_size=18944,
-        num_hidden_layers=28,
-        num_attention_heads=28,
-        num_key_value_heads=4,
-        vocab_size=152064,
-        tie_word_embeddings=False,
-    ).save_pretrained(model_dir)
+    qwen2_7b_config().save_pretrained(model_dir)
     config = yaml.safe_load((REPO / "configs" / "paper-qwen2-7b.yaml").read_text())
     config["model"].update(id=str(model_dir), weights="random")
     (tmp_path / "dolly.jsonl").write_text("{}\n")
@@ -152,16 +144,7 @@ def test_paper_config_offline_reports_everything_and_says_the_model_is_unknown(c
 def test_offline_with_the_model_config_in_the_cache_counts_its_parameters(capsys, monkeypatch, tmp_path):
     """A hub id whose config.json is cached: parameters known offline; its weights missing is a problem."""
     snapshot = tmp_path / "hf-cache" / "models--Qwen--Qwen2-7B-Instruct" / "snapshots" / ("a" * 40)
-    Qwen2Config(
-        hidden_size=3584,
-        intermediate_size=18944,
-        num_hidden_layers=28,
-        num_attention_heads=28,
-        num_key_value_heads=4,
-        vocab_size=152064,
-        tie_word_embeddings=False,
-        dtype="bfloat16",
-    ).save_pretrained(snapshot)
+    qwen2_7b_config(dtype="bfloat16").save_pretrained(snapshot)
     (snapshot.parents[1] / "refs").mkdir()
     (snapshot.parents[1] / "refs" / "main").write_text("a" * 40)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
