@@ -40,6 +40,7 @@ wildcard_constraints:
     ratio=r"[01]\.[0-9]+",
     length=r"[0-9]+",
     task=r"[A-Za-z0-9_-]+",
+    kind=r"cpu|cuda",
 
 
 def ratio_label(ratio):
@@ -127,6 +128,21 @@ def latency_outputs():
         for ratio in ratios_of(method)
         for length in config["latency"]["lengths"]
     ]
+
+
+# The kind of device latency jobs run on: where `python -m sdtp peak` measures the peaks their roofline divides by.
+DEVICE_KIND = "cuda" if config["resources"]["gpu"] > 0 else "cpu"
+
+
+def peak_outputs():
+    """The measured peaks of the latency jobs' device kind, when there are latency jobs."""
+    return [f"{RESULTS}/peak/{DEVICE_KIND}.parquet"] if latency_outputs() else []
+
+
+def peak_dtypes():
+    """The GEMM dtypes to measure: the model's (both a CPU's and a GPU's usual ones when it is `auto`)."""
+    dtype = config["model"]["dtype"]
+    return "float32 bfloat16" if dtype == "auto" else dtype
 
 
 def score_outputs():

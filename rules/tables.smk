@@ -4,6 +4,7 @@ rule tables:
         scores=score_outputs(),
         losses=training_outputs(),
         sparsity=sparsity_outputs(),
+        peaks=peak_outputs(),
     output:
         table_outputs(),
     log:
@@ -14,4 +15,4 @@ rule tables:
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
         "python -m sdtp tables --latency {input.latency} --scores {input.scores} --losses {input.losses}"
-        " --sparsity {input.sparsity} --out-dir {params.out_dir} > {log} 2>&1"
+        " --sparsity {input.sparsity} --peaks {input.peaks} --out-dir {params.out_dir} > {log} 2>&1"

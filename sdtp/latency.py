@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import platform
 from dataclasses import dataclass
 
 import pandas as pd
@@ -22,6 +21,9 @@ import torch
 from sdtp.engine import decode_greedy, prefill_with_pruning
 from sdtp.flops import compression_ratio, ideal_speedup, kv_bytes_per_layer, prefill_flops, scorer_flops
 from sdtp.oom import describe, free_memory, is_out_of_memory
+from sdtp.peaks import device_name  # the name `python -m sdtp peak` records, so peaks match rows
+from sdtp.provenance import provenance
+from sdtp.roofline import run_costs
 from sdtp.schedule import KeepSchedule
 from sdtp.timing import model_devices, peak_memory_per_device, reset_peak_memory, timed
 
@@ -56,15 +58,21 @@ class LatencyRow:
     baseline_prefill_flops: float
     ideal_speedup: float
     compression_ratio: float
+    # The roofline's inputs (sdtp.roofline, bytes moved to or from memory): the summary divides them by the measured
+    # peaks into the decode and End2End ideals, MFU and MBU. Decode = the new_tokens − 1 steps after the prefill.
+    prefill_bytes: float
+    decode_flops: float
+    decode_bytes: float
+    baseline_prefill_bytes: float
+    baseline_decode_flops: float
+    baseline_decode_bytes: float
     torch_version: str
     transformers_version: str
+    # sdtp.provenance: which machine, SLURM job (None outside SLURM) and GPUs produced the row
+    host: str
+    slurm_job_id: str | None
+    cuda_visible_devices: str | None
     status: str
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def _peak_memory(devices: list[torch.device]) -> dict:
@@ -114,6 +122,8 @@ def measure_latency(
     flops = prefill_flops(config, tokens_per_layer)
     flops += scorer_flops(method, config, schedule.tokens_scored(length)) if scoring else 0.0
     baseline_flops = prefill_flops(config, [length] * num_layers)
+    scoring_flops = flops - prefill_flops(config, tokens_per_layer)
+    costs = run_costs(config, tokens_per_layer, new_tokens, model.dtype, scoring_flops)
     # A model partly on cpu/disk next to its GPUs (device_map offloading) is timed, but its rows say so.
     offloaded = bool(cuda) and any(d.type in ("cpu", "meta") for d in devices)
     if offloaded:
@@ -133,8 +143,15 @@ def measure_latency(
         baseline_prefill_flops=baseline_flops,
         ideal_speedup=ideal_speedup(baseline_flops, flops),
         compression_ratio=compression_ratio(length, tokens_per_layer),
+        prefill_bytes=costs.prefill.bytes,
+        decode_flops=costs.decode.flops,
+        decode_bytes=costs.decode.bytes,
+        baseline_prefill_bytes=costs.baseline_prefill.bytes,
+        baseline_decode_flops=costs.baseline_decode.flops,
+        baseline_decode_bytes=costs.baseline_decode.bytes,
         torch_version=torch.__version__,
         transformers_version=transformers.__version__,
+        **provenance(),  # read after the GPU pool set CUDA_VISIBLE_DEVICES
     )
 
     def one_run():

@@ -14,6 +14,11 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("sdtp.commands.doctor", "check this machine and a config before the first run"),
     "bench-prefill": ("sdtp.commands.bench_prefill", "time pruned vs unpruned prefill next to the FLOPs-ideal speedup"),
+    "peak": ("sdtp.commands.peak", "measure this device's GEMM FLOP/s and memory-copy bandwidth (MFU/MBU, roofline)"),
+    "roofline": (
+        "sdtp.commands.roofline",
+        "predicted prefill, decode and End2End speedups of pruning on a device (roofline, no model run)",
+    ),
     "demo-model": ("sdtp.commands.demo_model", "train the offline demo's tiny Qwen2 on the synthetic world"),
     "prepare-train": (
         "sdtp.commands.prepare_train",

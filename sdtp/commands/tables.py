@@ -4,7 +4,8 @@ Writes into `--out-dir`:
 - `latency.parquet`: every latency repeat (one row each, `sdtp.latency.LatencyRow`).
 - `summary.parquet`: per (model, method, keep_ratio, length), medians over the `ok` repeats, spread (max − min), and
   speedups against the baseline of the same model and length: `prefill_speedup`, `e2e_speedup`, `decode_speedup`, next
-  to `ideal_speedup` (FLOPs) and `measured_over_ideal`.
+  to their ideals (prefill: FLOPs; decode, End2End: the roofline on the `--peaks` measured), measured ÷ ideal for
+  each, MFU and MBU (`sdtp.report.tables.summarize_latency`).
 - `longbench.parquet`: one row per (model, method, keep_ratio, task) score with `delta_vs_baseline`.
 - `saliency_sparsity.parquet`, `pruner_losses.parquet`: concatenated as they are.
 A table with no inputs is written empty (no rows), so downstream figures can say "not configured".
@@ -32,6 +33,9 @@ def concat_parquet(paths: list[str]) -> pd.DataFrame:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name in ("latency", "scores", "losses", "sparsity"):
         parser.add_argument(f"--{name}", nargs="*", default=[], help=f"per-job {name} Parquet files")
+    parser.add_argument(
+        "--peaks", nargs="*", default=[], help="measured device peaks (python -m sdtp peak), for the roofline columns"
+    )
     parser.add_argument("--out-dir", required=True)
 
 
@@ -42,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
     latency = concat_parquet(args.latency)
     tables = {
         "latency": latency,
-        "summary": summarize_latency(latency),
+        "summary": summarize_latency(latency, concat_parquet(args.peaks)),
         "longbench": longbench_with_deltas(concat_parquet(args.scores)),
         "saliency_sparsity": concat_parquet(args.sparsity),
         "pruner_losses": concat_parquet(args.losses),

@@ -2,7 +2,12 @@
 
 - `summarize_latency`: per (model, method, keep_ratio, length), medians over the `ok` repeats, spread (max − min), and
   speedups against the baseline of the same model and length: `prefill_speedup`, `e2e_speedup`, `decode_speedup`, next
-  to `ideal_speedup` (FLOPs) and `measured_over_ideal`.
+  to their ideals: `prefill_ideal_speedup` (the FLOPs ratio, scorer FLOPs included; also `ideal_speedup`),
+  `decode_ideal_speedup` and `e2e_ideal_speedup` (the roofline, `sdtp.roofline`, on the measured peaks of the row's
+  device and dtype), `<phase>_measured_over_ideal` for each (`measured_over_ideal` is the prefill's), and the fraction
+  of peak reached: `prefill_tflops_per_s`, `prefill_mfu` (analytic FLOPs ÷ time ÷ measured GEMM peak),
+  `decode_gbytes_per_s`, `decode_mbu` (analytic bytes ÷ time ÷ measured copy bandwidth). Rows whose device has no
+  measured peak get NaN there (and the log says so).
 - `longbench_with_deltas`: one row per (model, method, keep_ratio, task) score with `delta_vs_baseline`, and
   `oom_records` (records that ran out of memory, scored 0; 0 for score files written before the column existed).
 
@@ -11,16 +16,36 @@
 
 from __future__ import annotations
 
+import logging
+
+import numpy as np
 import pandas as pd
+
+log = logging.getLogger(__name__)
 
 SUMMARY_KEYS = ["model", "method", "keep_ratio", "length"]
 TABLES = ("latency", "summary", "longbench", "saliency_sparsity", "pruner_losses")
 
 
-def summarize_latency(latency: pd.DataFrame) -> pd.DataFrame:
-    """Medians per configuration and speedups vs the baseline at the same model and length."""
+# The roofline's inputs in latency rows (sdtp.latency.LatencyRow); NaN for rows written before they existed.
+ROOFLINE_INPUTS = (
+    "prefill_flops",
+    "prefill_bytes",
+    "decode_flops",
+    "decode_bytes",
+    "baseline_prefill_flops",
+    "baseline_prefill_bytes",
+    "baseline_decode_flops",
+    "baseline_decode_bytes",
+)
+
+
+def summarize_latency(latency: pd.DataFrame, peaks: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Medians per configuration, speedups vs the baseline at the same model and length, next to their ideals (the
+    roofline ones on `peaks`, the table `python -m sdtp peak` writes), and the fraction of peak reached."""
     if latency.empty:
         return pd.DataFrame()
+    latency = latency.assign(**{c: np.nan for c in ROOFLINE_INPUTS if c not in latency.columns})
     ok = latency[latency.status == "ok"]
     spread = lambda s: s.max() - s.min()  # noqa: E731
     summary = (
@@ -34,6 +59,7 @@ def summarize_latency(latency: pd.DataFrame) -> pd.DataFrame:
             total_s=("total_s", "median"),
             new_tokens=("new_tokens", "first"),
             ideal_speedup=("ideal_speedup", "first"),
+            **{column: (column, "first") for column in ROOFLINE_INPUTS},
             compression_ratio=("compression_ratio", "first"),
             kv_bytes=("kv_bytes", "first"),
             peak_memory_bytes=("peak_memory_bytes", "max"),
@@ -49,8 +75,53 @@ def summarize_latency(latency: pd.DataFrame) -> pd.DataFrame:
     for column, name in (("prefill_s", "prefill_speedup"), ("decode_s", "decode_speedup"), ("total_s", "e2e_speedup")):
         base = baseline[column].reindex(pd.MultiIndex.from_frame(summary[["model", "length"]])).to_numpy()
         summary[name] = base / summary[column]
-    summary["measured_over_ideal"] = summary.prefill_speedup / summary.ideal_speedup
+    summary["prefill_ideal_speedup"] = summary.ideal_speedup
+    summary = _with_roofline(summary, peaks)
+    for phase in ("prefill", "decode", "e2e"):
+        summary[f"{phase}_measured_over_ideal"] = summary[f"{phase}_speedup"] / summary[f"{phase}_ideal_speedup"]
+    summary["measured_over_ideal"] = summary.prefill_measured_over_ideal
     return summary.sort_values(SUMMARY_KEYS, ignore_index=True)
+
+
+def _peak_device(device: str, known: set[str]) -> str:
+    """The device a row's peak is looked up by: its name, or for a model spread over several (identical) GPUs, whose
+    row names them all (`name, name`), the first: it runs one layer at a time, so its roofline is one GPU's."""
+    device = str(device)
+    return device if device in known else device.split(", ")[0]
+
+
+def _with_roofline(summary: pd.DataFrame, peaks: pd.DataFrame | None) -> pd.DataFrame:
+    """Add each row's measured peaks (by device name and dtype), roofline times, decode and End2End ideals, MFU, MBU."""
+    columns = {"gemm_flops_per_s": "peak_flops_per_s", "copy_bytes_per_s": "peak_bytes_per_s"}
+    known = set(peaks.device) if peaks is not None and not peaks.empty else set()
+    keys = summary.device.map(lambda device: _peak_device(device, known)).to_frame("device")
+    keys = keys.assign(dtype=summary.dtype)
+    if known:
+        table = peaks.drop_duplicates(["device", "dtype"]).set_index(["device", "dtype"])[list(columns)]
+        matched = table.reindex(pd.MultiIndex.from_frame(keys)).rename(columns=columns).reset_index(drop=True)
+    else:
+        matched = pd.DataFrame(np.nan, index=range(len(summary)), columns=list(columns.values()))
+    missing = sorted(set(map(tuple, keys[matched.peak_flops_per_s.isna().to_numpy()].to_numpy())))
+    if missing:
+        log.warning("no measured peak for %s: their roofline ideals, MFU and MBU are NaN", missing)
+    summary = pd.concat([summary.reset_index(drop=True), matched], axis=1)
+    flops, bandwidth = summary.peak_flops_per_s, summary.peak_bytes_per_s
+
+    def roofline_s(prefix: str, phase: str) -> pd.Series:
+        return np.maximum(summary[f"{prefix}{phase}_flops"] / flops, summary[f"{prefix}{phase}_bytes"] / bandwidth)
+
+    for prefix in ("", "baseline_"):
+        for phase in ("prefill", "decode"):
+            summary[f"{prefix}{phase}_roofline_s"] = roofline_s(prefix, phase)
+    summary["decode_ideal_speedup"] = summary.baseline_decode_roofline_s / summary.decode_roofline_s
+    summary["e2e_ideal_speedup"] = (summary.baseline_prefill_roofline_s + summary.baseline_decode_roofline_s) / (
+        summary.prefill_roofline_s + summary.decode_roofline_s
+    )
+    summary["prefill_tflops_per_s"] = summary.prefill_flops / summary.prefill_s / 1e12
+    summary["prefill_mfu"] = summary.prefill_flops / summary.prefill_s / flops
+    summary["decode_gbytes_per_s"] = summary.decode_bytes / summary.decode_s / 1e9
+    summary["decode_mbu"] = summary.decode_bytes / summary.decode_s / bandwidth
+    return summary
 
 
 def longbench_with_deltas(scores: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,95 @@
+"""`sdtp.roofline`: bytes moved by prefill and decode against hand-computed figures, weights against transformers'
+own modules, and the roofline's ideals (prefill = FLOPs ratio when compute-bound; decode gains only the KV share)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tiny_models import qwen2_7b_config
+from torch import nn
+from transformers import AutoConfig, Qwen2Config, Qwen2ForCausalLM
+
+from sdtp import roofline
+from sdtp.flops import decode_step_flops, ideal_speedup, prefill_flops
+from sdtp.roofline import Cost, DevicePeak
+
+# d=8, I=16, 2 layers, 2 heads of 4, 1 KV head (kv width 4), vocab 10.
+SMALL = Qwen2Config(
+    hidden_size=8, intermediate_size=16, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+    vocab_size=10, tie_word_embeddings=True,
+)  # fmt: skip
+# Per layer: q 8·8 + k, v 2·8·4 + o 8·8 + MLP 3·8·16 = 576 elements; 2 layers + LM head 10·8 = 1,232 elements.
+SMALL_WEIGHT_BYTES = 1232 * 4
+
+
+def test_weight_bytes_by_hand_and_against_the_models_own_matrices():
+    assert roofline.weight_bytes(SMALL, torch.float32) == SMALL_WEIGHT_BYTES
+    assert roofline.weight_bytes(SMALL, torch.bfloat16) == SMALL_WEIGHT_BYTES // 2
+    for tied in (True, False):
+        config = Qwen2Config(**{**SMALL.to_dict(), "tie_word_embeddings": tied})
+        model = Qwen2ForCausalLM(config)
+        matrices = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))  # lm_head included
+        assert roofline.weight_bytes(config, torch.float32) == matrices * 4
+
+
+def test_prefill_bytes_by_hand():
+    # KV written: (5 + 3) tokens · 2 · 4 wide · 4 bytes = 256; hidden state in and out: 2 · 8 tokens · 8 · 4 = 512.
+    cost = roofline.prefill_cost(SMALL, [5, 3], torch.float32)
+    assert cost.bytes == SMALL_WEIGHT_BYTES + 256 + 512
+    assert cost.flops == prefill_flops(SMALL, [5, 3])
+    assert roofline.prefill_cost(SMALL, [5, 3], torch.float32, extra_flops=7.0).flops == cost.flops + 7.0
+    # Untied embeddings: the lookup reads one row (8 · 4 bytes) per prompt token.
+    untied = Qwen2Config(**{**SMALL.to_dict(), "tie_word_embeddings": False})
+    assert roofline.prefill_cost(untied, [5, 3], torch.float32).bytes == cost.bytes + 5 * 32
+
+
+def test_decode_step_and_phase_bytes_by_hand():
+    # KV read (5 + 1) + (3 + 1) tokens · 32 bytes = 320; written 2 layers · 32 = 64; hidden 2 layers · 2 · 8 · 4 = 128.
+    step = roofline.decode_step_cost(SMALL, [5, 3], torch.float32)
+    assert step.bytes == SMALL_WEIGHT_BYTES + 320 + 64 + 128
+    assert step.flops == decode_step_flops(SMALL, [5, 3])
+    # 3 new tokens: the first from the prefill's logits, then steps at cache lengths [5, 3] and [6, 4].
+    phase = roofline.decode_cost(SMALL, [5, 3], 3, torch.float32)
+    assert phase.bytes == step.bytes + (SMALL_WEIGHT_BYTES + 384 + 64 + 128)
+    assert phase.flops == step.flops + decode_step_flops(SMALL, [6, 4])
+    assert roofline.decode_cost(SMALL, [5, 3], 1, torch.float32) == Cost(0.0, 0.0)
+    with pytest.raises(ValueError, match="new_tokens = 0"):
+        roofline.decode_cost(SMALL, [5, 3], 0, torch.float32)
+    with pytest.raises(ValueError, match="kv_lengths_per_layer has 1 entries"):
+        roofline.decode_step_cost(SMALL, [5], torch.float32)
+
+
+def test_roofline_time_is_the_binding_roof():
+    peak = DevicePeak("toy", peak_flops=100.0, peak_bandwidth=10.0, source="test")
+    assert Cost(1000.0, 50.0).roofline_s(peak) == 10.0 and Cost(1000.0, 50.0).bound(peak) == "compute"
+    assert Cost(100.0, 50.0).roofline_s(peak) == 5.0 and Cost(100.0, 50.0).bound(peak) == "memory"
+    with pytest.raises(ValueError, match="peak_bandwidth = 0"):
+        DevicePeak("bad", 1.0, 0, "test")
+    with pytest.raises(ValueError, match="unknown device 'h900'; datasheet peaks exist for: h100-sxm"):
+        roofline.datasheet_peak("h900")
+
+
+def test_qwen2_7b_on_h100_prefill_is_the_flops_ratio_and_decode_gains_a_few_percent():
+    config, peak = qwen2_7b_config(), roofline.datasheet_peak("h100-sxm")
+    # 7.07B of its 7.6B parameters are matrices read every step; the 0.54B untied embedding only one row per token.
+    assert roofline.weight_bytes(config, torch.bfloat16) / 1e9 == pytest.approx(14.14, abs=0.01)
+    full, pruned = [16384] * 28, [16384] * 4 + [11468] * 3 + [8027] * 3 + [5618] * 3 + [3932] * 15
+    costs = roofline.run_costs(config, pruned, 128, torch.bfloat16)
+    assert costs.baseline_prefill == roofline.prefill_cost(config, full, torch.bfloat16)
+    ideal = costs.ideal(peak)
+    assert costs.prefill.bound(peak) == "compute" and costs.decode.bound(peak) == "memory"
+    assert ideal.prefill_speedup == pytest.approx(ideal_speedup(costs.baseline_prefill.flops, costs.prefill.flops))
+    assert 1.0 < ideal.decode_speedup < 1.1  # the weights, ~14 GB per step, dominate a 16K cache's ~0.9 GB
+    assert ideal.decode_speedup < ideal.e2e_speedup < ideal.prefill_speedup
+    # No pruning, no gain.
+    same = roofline.run_costs(config, full, 128, torch.bfloat16).ideal(peak)
+    assert same.prefill_speedup == same.decode_speedup == same.e2e_speedup == 1.0
+
+
+def test_known_shapes_build_offline_and_match_the_tests_qwen2_7b():
+    shape = dict(roofline.KNOWN_SHAPES["qwen2-7b"])
+    config = AutoConfig.for_model(shape.pop("model_type"), **shape)
+    reference = qwen2_7b_config()
+    for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size"):
+        assert getattr(config, key) == getattr(reference, key)
+    assert roofline.weight_bytes(config, torch.bfloat16) == roofline.weight_bytes(reference, torch.bfloat16)
