@@ -12,11 +12,16 @@ these module names keeps working.
 - A decode step feeds one token through every layer with no mask: a single query may attend to every cached key,
   whatever each layer's length. (`model.forward` would size one mask by layer 0's cache and fail on a ragged cache.)
 
+- A KV-cache press (`kv_compression`, `sdtp.kv_compression`: kvpress's own press and hooks) may compress each
+  layer's cache right after that layer's attention ran on the alive tokens: layer l then caches fewer than n_l
+  tokens (the layer's output is unchanged; decoding reads the compressed cache, positions still original).
+
 Batch size is 1: each prompt keeps its own tokens.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -38,8 +43,9 @@ class PrefillResult:
         cache: the ragged `DynamicCache`; layer l holds `tokens_per_layer[l]` keys and values.
         kept_positions: per decoder layer, (n_l,) LongTensor of the original positions alive at that layer.
         original_length: prompt length n before pruning.
-        tokens_per_layer: n_l, the number of tokens entering (and cached by) each layer.
+        tokens_per_layer: n_l, the number of tokens entering (and, without a press, cached by) each layer.
         scorer_s: seconds spent in the scorer (only measured with `time_scorer=True`, else None).
+        press_compression_ratio: the press's fraction of KV pairs removed per layer (None without a press).
     """
 
     logits: torch.Tensor
@@ -48,6 +54,7 @@ class PrefillResult:
     original_length: int
     tokens_per_layer: list[int] = field(default_factory=list)
     scorer_s: float | None = None
+    press_compression_ratio: float | None = None
 
     @property
     def kv_lengths(self) -> list[int]:
@@ -111,6 +118,7 @@ def prefill_with_pruning(
     scorer: Scorer,
     *,
     time_scorer: bool = False,
+    kv_compression=None,
 ) -> PrefillResult:
     """Prefill `input_ids`, pruning tokens before the schedule's layers by the scorer's ranking.
 
@@ -121,6 +129,8 @@ def prefill_with_pruning(
         schedule: prune layers and keep ratio.
         scorer: ranks the alive tokens at each prune point (`sdtp.scorers.get_scorer`).
         time_scorer: synchronise around scorer calls and report their seconds (adds syncs: not for timed runs).
+        kv_compression: a `sdtp.kv_compression.KVCompression` (anything whose `applied(model, n)` is a context
+            manager hooking a press into the attention modules) compressing each layer's cache after its attention.
     Returns:
         PrefillResult with the last position's logits and the ragged cache.
     """
@@ -132,7 +142,9 @@ def prefill_with_pruning(
     schedule.validate(len(model.model.layers))
     check_window(model, n)
     scorer.begin(model, input_ids, schedule)
-    hidden, cache, kept_positions, scorer_s = _prefill_layers(model, input_ids, schedule, scorer, time_scorer)
+    pressing = kv_compression.applied(model, n) if kv_compression is not None else contextlib.nullcontext()
+    with pressing:
+        hidden, cache, kept_positions, scorer_s = _prefill_layers(model, input_ids, schedule, scorer, time_scorer)
     with torch.no_grad():
         logits = _last_logits(model, hidden)
     result = PrefillResult(
@@ -142,10 +154,14 @@ def prefill_with_pruning(
         original_length=n,
         tokens_per_layer=[int(p.shape[0]) for p in kept_positions],
         scorer_s=scorer_s,
+        press_compression_ratio=None if kv_compression is None else kv_compression.last_compression_ratio,
     )
     # Shapes only (no device sync): a transformers release whose layers stop writing `past_key_values` would leave
     # the cache empty and decoding would silently ignore the prompt.
-    if result.kv_lengths != result.tokens_per_layer:
+    cached, alive = result.kv_lengths, result.tokens_per_layer
+    # A press keeps at most what the layer saw, and at least one token.
+    pressed_ok = all(0 < c <= a for c, a in zip(cached, alive, strict=True))
+    if not (cached == alive if kv_compression is None else pressed_ok):
         raise RuntimeError(
             f"the decoder layers cached {result.kv_lengths} tokens per layer, the prefill kept "
             f"{result.tokens_per_layer}: this transformers version's decoder layers no longer fill the cache passed "
