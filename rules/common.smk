@@ -6,6 +6,9 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from sdtp import job_resources
+from sdtp.longbench.tasks import get_task
+
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 RESULTS = config["results"]
@@ -36,7 +39,8 @@ put_interpreter_first_on_path()
 
 wildcard_constraints:
     model=r"[A-Za-z0-9_.-]+",
-    method=r"baseline|sdtp|random|streaming|attention|oracle",
+    # kvpress-<press> (config: kvpress:<press>) and <scorer>+<press>: sdtp.kv_compression's methods, as in paths
+    method=r"(baseline|sdtp|random|streaming|attention|oracle)(\+[a-z_]+)?|kvpress-[a-z_]+",
     ratio=r"[01]\.[0-9]+",
     length=r"[0-9]+",
     task=r"[A-Za-z0-9_-]+",
@@ -49,6 +53,41 @@ def ratio_label(ratio):
 
 
 RATIOS = [ratio_label(r) for r in config["keep_ratios"]]
+
+
+SCORERS = ("baseline", "sdtp", "random", "streaming", "attention", "oracle")
+
+
+def scorer_of(method):
+    """The token-pruning part of a method, in either form: sdtp+snapkv -> sdtp, kvpress:snapkv -> baseline."""
+    return "baseline" if method.startswith(("kvpress:", "kvpress-")) else method.split("+")[0]
+
+
+def has_press(method):
+    """kvpress:<press> and <scorer>+<press> (sdtp.kv_compression) compress the KV cache with a kvpress press."""
+    return method.startswith(("kvpress:", "kvpress-")) or "+" in method
+
+
+def method_path(method):
+    """A method's name in result paths: kvpress:snapkv -> kvpress-snapkv (colons are not portable in file names)."""
+    return method.replace("kvpress:", "kvpress-")
+
+
+def check_kvpress_config():
+    """A kvpress method needs the [kvpress] extra in the interpreter that runs the jobs (this one): fail before any
+    job. (importlib finds kvpress without importing it, so parsing stays fast.)"""
+    import importlib.util
+
+    pressed = sorted({m for m in config["methods"] + config["latency"]["methods"] if has_press(m)})
+    spec = importlib.util.find_spec("kvpress") if pressed else None
+    if pressed and (spec is None or spec.origin is None):
+        raise WorkflowError(
+            f"config: methods {', '.join(pressed)} need NVIDIA kvpress, which is not installed for {sys.executable}; "
+            "install the extra with `pip install -e '.[kvpress]'` (or remove those methods)"
+        )
+
+
+check_kvpress_config()
 
 
 def ratios_of(method):
@@ -72,6 +111,8 @@ def predict_settings(wildcards):
     section reruns the oracle's predictions and no other method's."""
     if wildcards.method == "oracle":
         return settings("seed", "model", "schedule", "saliency", longbench=["max_input_tokens", "chat_template"])
+    if has_press(wildcards.method):  # only press jobs read (and rerun on) the kvpress section
+        return settings("seed", "model", "schedule", "kvpress", longbench=["max_input_tokens", "chat_template"])
     return settings("seed", "model", "schedule", longbench=["max_input_tokens", "chat_template"])
 
 
@@ -98,8 +139,9 @@ def model_dir_arg(wildcards, input):
 
 
 def pruner_input(wildcards):
-    """Only sdtp reads a trained pruner, once `verify_pruner` has checked it; other methods do not depend on it."""
-    if wildcards.method == "sdtp":
+    """Only sdtp (and sdtp+<press>) reads a trained pruner, once `verify_pruner` has checked it; other methods do not
+    depend on it."""
+    if scorer_of(wildcards.method) == "sdtp":
         return {
             "pruner": f"{RESULTS}/pruner/{wildcards.model}/r{wildcards.ratio}/pruner",
             "pruner_verified": f"{RESULTS}/verify/{wildcards.model}/sdtp-r{wildcards.ratio}.json",
@@ -108,7 +150,77 @@ def pruner_input(wildcards):
 
 
 def pruner_arg(wildcards, input):
-    return f"--pruner {input.pruner}" if wildcards.method == "sdtp" else ""
+    return f"--pruner {input.pruner}" if scorer_of(wildcards.method) == "sdtp" else ""
+
+
+# The model latency jobs time: the quality model, or the shape of `latency.model` (random weights, its own label).
+LATENCY_SHAPE = config["latency"]["model"]
+
+
+def latency_model_section():
+    """The `model:` settings latency jobs load: the quality model's, with `latency.model`'s overrides, random weights
+    and its own name when that section is set."""
+    if LATENCY_SHAPE is None:
+        return config["model"]
+    overrides = {**config["model"].get("config_overrides", {}), **LATENCY_SHAPE.get("config_overrides", {})}
+    name = LATENCY_SHAPE.get("name") or f"{config['model']['name']}-latency"
+    return {**config["model"], "name": name, "weights": "random", "config_overrides": overrides}
+
+
+LATENCY_MODEL = MODEL if LATENCY_SHAPE is None else latency_model_section()["name"] + "-random-weights"
+
+
+def latency_settings(wildcards=None):
+    """What a latency job reads: seed, its model section, the schedule and the latency keys of one repeat; a press
+    job (kvpress-<press>, <scorer>+<press>) also the kvpress section."""
+    latency = {key: config["latency"][key] for key in ("warmup", "repeats", "new_tokens")}
+    chosen = {"seed": config["seed"], "model": latency_model_section(), "schedule": config["schedule"]}
+    if wildcards is not None and has_press(wildcards.method):
+        chosen["kvpress"] = config["kvpress"]
+    return json.dumps({**chosen, "latency": latency}, sort_keys=True)
+
+
+def latency_input(wildcards):
+    """A latency job's inputs: the quality model (whose config a `latency.model` shape overrides), the engine's
+    verification on it, and, for sdtp on the quality model, its trained and verified pruner (a `latency.model` shape
+    has no trained pruner: its sdtp jobs use a random-init pruning module of its size, timing only)."""
+    inputs = {"verify": f"{RESULTS}/verify/{MODEL}.json"}
+    if config["model"]["source"] == "demo":
+        inputs["model"] = f"{RESULTS}/models/{MODEL}/hf"
+    if LATENCY_SHAPE is None:
+        inputs.update(pruner_input(wildcards))
+    return inputs
+
+
+def latency_pruner_arg(wildcards, input):
+    if scorer_of(wildcards.method) == "sdtp" and LATENCY_SHAPE is not None:
+        return "--pruner-init random"
+    return pruner_arg(wildcards, input)
+
+
+def job_request(rule, wildcards, input):
+    """(memory estimate, assumed seconds) of one job of `rule` (sdtp.job_resources, no torch): from the model's
+    config.json (the demo model the workflow built, a local model.id, or the HF cache) and the job's longest sequence.
+    Latency jobs estimate the model they time (`latency.model` when set)."""
+    model_dir = getattr(input, "model", None) or None
+    if rule == "latency":
+        model, length = latency_model_section(), int(wildcards.length)
+        return job_resources.rule_request(config, rule, model, model_dir, length=length)
+    if rule == "predict":
+        new_tokens = get_task(wildcards.task).max_new_tokens
+        return job_resources.rule_request(config, rule, None, model_dir, method=wildcards.method, new_tokens=new_tokens)
+    return job_resources.rule_request(config, rule, None, model_dir)
+
+
+def mem_mb_of(rule):
+    """A rule's `mem_mb` (SLURM --mem): its job's estimate + headroom, more on each retry; a profile's set-resources
+    overrides it."""
+    return lambda wildcards, input, attempt: job_resources.mem_mb(job_request(rule, wildcards, input)[0], attempt)
+
+
+def runtime_of(rule):
+    """A rule's `runtime` in minutes (SLURM --time), from its job's FLOPs and bytes at pessimistic rates."""
+    return lambda wildcards, input, attempt: job_resources.runtime_min(job_request(rule, wildcards, input)[1], attempt)
 
 
 def latency_threads():
@@ -123,7 +235,7 @@ def latency_threads():
 
 def latency_outputs():
     return [
-        f"{RESULTS}/latency/{MODEL}/{method}/r{ratio}/L{length}.parquet"
+        f"{RESULTS}/latency/{LATENCY_MODEL}/{method_path(method)}/r{ratio}/L{length}.parquet"
         for method in config["latency"]["methods"]
         for ratio in ratios_of(method)
         for length in config["latency"]["lengths"]
@@ -147,15 +259,64 @@ def peak_dtypes():
 
 def score_outputs():
     return [
-        f"{RESULTS}/longbench/{MODEL}/{method}/r{ratio}/{task}.score.parquet"
+        f"{RESULTS}/longbench/{MODEL}/{method_path(method)}/r{ratio}/{task}.score.parquet"
         for method in config["methods"]
         for ratio in ratios_of(method)
         for task in config["longbench"]["tasks"]
     ]
 
 
+# lm-evaluation-harness tasks (rules/lm_eval.smk): only when `lm_eval.tasks` names some, and then the harness must be
+# importable by the interpreter that runs the jobs (this one), checked before any job runs.
+LM_EVAL = config["lm_eval"]
+LM_EVAL_DEMO_TASKS = ("synthetic_needle_choice",)  # sdtp.data.harness_task.HARNESS_TASKS: generated by lm_eval_task
+
+
+def check_lm_eval_config():
+    if not LM_EVAL["tasks"]:
+        return
+    if RANDOM_WEIGHTS:
+        raise WorkflowError(
+            "config: model.weights is random, and harness scores of a random-weight model are meaningless; set "
+            "`lm_eval: {tasks: []}` or use pretrained weights"
+        )
+    import importlib.util
+
+    if importlib.util.find_spec("lm_eval") is None:
+        raise WorkflowError(
+            f"config: lm_eval.tasks is set ({', '.join(LM_EVAL['tasks'])}) but lm-evaluation-harness is not installed "
+            f'for {sys.executable}; install it with `pip install -e ".[lm-eval]"` (or remove lm_eval.tasks)'
+        )
+
+
+check_lm_eval_config()
+
+
+def lm_eval_outputs():
+    methods = config["methods"] if LM_EVAL["methods"] is None else LM_EVAL["methods"]
+    return [
+        f"{RESULTS}/lm_eval/{MODEL}/{method}/r{ratio}/{task}.parquet"
+        for method in methods
+        for ratio in ratios_of(method)
+        for task in LM_EVAL["tasks"]
+    ]
+
+
+def lm_eval_task_input(wildcards):
+    """The demo's local harness task is generated by the workflow; other tasks come from the harness or include_path."""
+    if wildcards.task in LM_EVAL_DEMO_TASKS:
+        return {"task_dir": f"{RESULTS}/lm_eval/tasks/{wildcards.task}"}
+    return {}
+
+
+def lm_eval_include_arg(wildcards, input):
+    paths = list(LM_EVAL["include_path"]) + ([input.task_dir] if "task_dir" in input.keys() else [])
+    return "--include-path " + " ".join(f"'{path}'" for path in paths) if paths else ""
+
+
 def training_outputs():
-    if "sdtp" not in config["methods"] + config["latency"]["methods"]:
+    latency_methods = config["latency"]["methods"] if LATENCY_SHAPE is None else []  # a shape's sdtp: no training
+    if "sdtp" not in map(scorer_of, config["methods"] + latency_methods):
         return []
     return [f"{RESULTS}/pruner/{MODEL}/r{ratio}/losses.parquet" for ratio in RATIOS]
 
@@ -167,7 +328,7 @@ def sparsity_outputs():
 def table_outputs():
     return [
         f"{RESULTS}/tables/{name}.parquet"
-        for name in ("latency", "summary", "longbench", "saliency_sparsity", "pruner_losses")
+        for name in ("latency", "summary", "longbench", "saliency_sparsity", "pruner_losses", "lm_eval")
     ]
 
 
@@ -178,13 +339,15 @@ def final_outputs():
 # sdtp.report.figures.FIGURES, by file name: (report category, subcategory); captions are report/<name>.rst.
 REPORT_FIGURES = {
     "prefill_latency": ("Latency", "Prefill"),
-    "speedup_vs_ideal": ("Latency", "Prefill"),
+    "speedup_vs_ideal": ("Latency", "Speedup vs ideal"),
+    "peak_fraction": ("Latency", "Fraction of peak"),
     "end2end_split": ("Latency", "End2End"),
     "kv_cache": ("KV cache", "Tokens per layer"),
     "quality_vs_compression": ("Quality", "LongBench"),
     "score_table": ("Quality", "LongBench"),
     "saliency_sparsity": ("Training", "Saliency"),
     "pruner_losses": ("Training", "Pruner"),
+    "lm_eval_scores": ("Quality", "lm-evaluation-harness"),
 }
 
 

@@ -1,8 +1,6 @@
 rule latency:
     input:
-        unpack(pruner_input),
-        model=model_dir,
-        verify=verified,
+        unpack(latency_input),
     output:
         f"{RESULTS}/latency/{{model}}/{{method}}/r{{ratio}}/L{{length}}.parquet",
     log:
@@ -12,10 +10,12 @@ rule latency:
     threads: latency_threads()
     resources:
         gpu=config["resources"]["gpu"],
+        mem_mb=mem_mb_of("latency"),
+        runtime=runtime_of("latency"),
     params:
-        settings=settings("seed", "model", "schedule", latency=["warmup", "repeats", "new_tokens"]),
+        settings=latency_settings,
         model_dir=model_dir_arg,
-        pruner=pruner_arg,
+        pruner=latency_pruner_arg,
     shell:
         "python -m sdtp latency --settings {params.settings:q} {params.model_dir}"
         " --gpus {resources.gpu} {params.pruner}"

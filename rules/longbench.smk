@@ -12,6 +12,8 @@ rule predict:
         "../envs/sdtp.yaml"
     resources:
         gpu=config["resources"]["gpu"],
+        mem_mb=mem_mb_of("predict"),
+        runtime=runtime_of("predict"),
     params:
         settings=predict_settings,
         model_dir=model_dir_arg,

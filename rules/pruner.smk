@@ -13,6 +13,8 @@ rule train_pruner:
         "../envs/sdtp.yaml"
     resources:
         gpu=config["resources"]["gpu"],
+        mem_mb=mem_mb_of("train_pruner"),
+        runtime=runtime_of("train_pruner"),
     params:
         settings=settings("seed", "model", "schedule", "pruner"),
         model_dir=model_dir_arg,

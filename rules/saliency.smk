@@ -12,6 +12,8 @@ rule saliency:
         "../envs/sdtp.yaml"
     resources:
         gpu=config["resources"]["gpu"],
+        mem_mb=mem_mb_of("saliency"),
+        runtime=runtime_of("saliency"),
     params:
         settings=settings("seed", "model", "schedule", "saliency"),
         model_dir=model_dir_arg,

@@ -14,6 +14,8 @@ rule verify:
         "../envs/sdtp.yaml"
     resources:
         gpu=config["resources"]["gpu"],
+        mem_mb=mem_mb_of("verify"),
+        runtime=runtime_of("verify"),
     params:
         settings=settings("seed", "model", "schedule"),
         model_dir=model_dir_arg,
@@ -39,6 +41,8 @@ rule verify_pruner:
         "../envs/sdtp.yaml"
     resources:
         gpu=config["resources"]["gpu"],
+        mem_mb=mem_mb_of("verify_pruner"),
+        runtime=runtime_of("verify_pruner"),
     params:
         settings=settings("seed", "model", "schedule"),
         model_dir=model_dir_arg,

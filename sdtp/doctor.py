@@ -4,36 +4,12 @@ Every check returns `Check`s, one line of the report each: `ok`, or a `PROBLEM` 
 here reads the workflow's config or writes a file (the command does both, and the two checks that need the GPU pool);
 the only I/O is one HEAD request to the hub (`hub_status`), skipped under `HF_HUB_OFFLINE=1`.
 
-Memory estimates, in bytes, for one sequence (batch 1). b = bytes per element of the model's dtype, n = tokens,
-d = hidden size, I = intermediate size, q = H·head_dim and kv = Hkv·head_dim the widths of the query projection and of
-each of the key/value projections, H the attention heads, V the vocabulary, L the decoder layers:
-
-- weights = parameters · b; the parameters are counted on the meta device from the config alone (nothing allocated).
-- KV cache = Σ_layers 2 · kv · (prompt + new tokens) · b (`sdtp.flops.kv_bytes_per_layer`), unpruned: the baseline's.
-- inference activations (`memory_estimate`): the peak inside one decoder layer at prefill of the whole prompt (the
-  layers run one after another and free their temporaries):
-
-      n · (2·d + max(3·q + 3·kv, 3·I)) · b
-
-  the residual stream and its normalised copy, plus either the attention block (q, k and v, the rotated q and k, the
-  attention output) or the gated MLP (gate activation, up projection, their product), never both at once. `eager`
-  attention adds its H × n × n scores in the dtype and their float32 softmax, H·n²·(b + 4); SDPA with a causal mask
-  and FlashAttention-2 never hold them.
-- gradient jobs (`gradient_memory_estimate`), over the L_g layers from the lowest prune layer on. A layer's forward
-  activations kept for its backward are n·(2·d + 3·q + 3·kv + 4·I)·b (the MLP keeps four n × I tensors), the gradients
-  flowing back through it n·(d + 2·I)·b.
-  - checkpointed (stage-1 saliency, the oracle; `sdtp.saliency.token_saliency`): the layers' inputs (L_g + 1)·n·d·b,
-    plus one layer's backward (kept activations + gradients), plus one chunk of float32 logits LOGIT_CHUNK·V·4.
-  - not checkpointed (stage-2 pruner training, the LM loss under simulated pruning): every layer's kept activations
-    L_g·n·(2·d + 3·q + 3·kv + 4·I)·b, the gradients n·(d + 2·I)·b, the (1, 1, n, n) additive mask n²·b, and the
-    logits at the labelled positions, bounded by n·V·(b + 4) (in the dtype and in float32).
-
-Not counted: the CUDA context, cuBLAS workspaces and the caching allocator's fragmentation; `memory_fit` keeps
-`RESERVE_FRACTION` of each device plus `RESERVE_BYTES` for them. These are estimates to plan with, not guarantees.
+Memory: the estimates of one job (weights + KV cache + activations; `MemoryEstimate`, its formulas) are
+`sdtp.memory`'s; here `memory_fit` checks them against each device, keeping `RESERVE_FRACTION` of it plus
+`RESERVE_BYTES` for the CUDA context, cuBLAS workspaces and the caching allocator's fragmentation.
 
 Why over 400 lines: one function per line of the doctor's report (versions, devices, kernels, SLURM, hub, disk,
-memory), each small, plus the memory model above. The memory model (`parameter_count` … `memory_fit`) is the part to
-move into its own module next to the roofline (issue 14) when that lands.
+memory fit), each small.
 """
 
 from __future__ import annotations
@@ -55,10 +31,8 @@ from typing import Any
 import psutil
 import torch
 
-from sdtp.flops import kv_bytes_per_layer
-from sdtp.saliency import LOGIT_CHUNK
+from sdtp.memory import GIB, MemoryEstimate, gib
 
-GIB = 2**30
 # Packages the pipeline imports, compared with envs/constraints.txt (the versions the test suite passed on).
 PACKAGES = ("torch", "transformers", "accelerate", "huggingface_hub", "snakemake", "pandas", "pyarrow", "plotly")
 # The engine calls these packages' internals (decoder layers, Cache, mask helpers, dispatch): another version may break
@@ -104,13 +78,6 @@ class Check:
             "data": self.data,
             "line": self.line,
         }
-
-
-def gib(num_bytes: float) -> str:
-    """Bytes as GiB with one decimal ("15.2 GiB"), or MiB below 1 GiB ("3.4 MiB")."""
-    if abs(num_bytes) < GIB:
-        return f"{num_bytes / 2**20:.1f} MiB"
-    return f"{num_bytes / GIB:.1f} GiB"
 
 
 def count(params: int) -> str:
@@ -572,143 +539,6 @@ def disk(path: str | os.PathLike, need_bytes: int = 0, item: str = "disk", purpo
 
 
 # --- memory -----------------------------------------------------------------------------------------------------
-
-
-def parameter_count(model_config) -> int:
-    """Parameters of the causal LM `model_config` describes, counted on the meta device (nothing is allocated); tied
-    embeddings are counted once."""
-    from transformers import AutoModelForCausalLM
-
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(model_config)
-    return sum(p.numel() for p in model.parameters())
-
-
-def _dims(model_config) -> dict[str, int]:
-    config = model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
-    heads = config.num_attention_heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    return {
-        "d": config.hidden_size,
-        "I": config.intermediate_size,
-        "H": heads,
-        "q": heads * head_dim,
-        "kv": kv_heads * head_dim,
-        "L": config.num_hidden_layers,
-        "V": config.vocab_size,
-    }
-
-
-@dataclass(frozen=True)
-class MemoryEstimate:
-    """Estimated peak memory of one job (the formulas are in the module docstring).
-
-    Fields:
-        job: what runs ("prefill + decode", "oracle saliency", …).
-        tokens: tokens in the sequence (prompt + new tokens).
-        dtype: the model's dtype.
-        params: parameters of the model.
-        weights_bytes, kv_bytes, activation_bytes: the three parts; kv_bytes is 0 for jobs that keep no cache.
-        remedy: what shrinks this job (config keys), for the advice when it does not fit.
-    """
-
-    job: str
-    tokens: int
-    dtype: str
-    params: int
-    weights_bytes: int
-    kv_bytes: int
-    activation_bytes: int
-    remedy: str = ""
-
-    @property
-    def total_bytes(self) -> int:
-        return self.weights_bytes + self.kv_bytes + self.activation_bytes
-
-    def describe(self) -> str:
-        parts = [f"weights {gib(self.weights_bytes)}"]
-        if self.kv_bytes:
-            parts.append(f"KV cache {gib(self.kv_bytes)}")
-        parts.append(f"activations {gib(self.activation_bytes)}")
-        return f"{self.job} at {self.tokens:,} tokens in {self.dtype}: {gib(self.total_bytes)} = {' + '.join(parts)}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "job": self.job,
-            "tokens": self.tokens,
-            "dtype": self.dtype,
-            "params": self.params,
-            "weights_bytes": self.weights_bytes,
-            "kv_bytes": self.kv_bytes,
-            "activation_bytes": self.activation_bytes,
-            "total_bytes": self.total_bytes,
-        }
-
-
-def _torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    return dtype if isinstance(dtype, torch.dtype) else getattr(torch, dtype)
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
-def memory_estimate(
-    model_config,
-    dtype: str | torch.dtype,
-    length: int,
-    new_tokens: int,
-    attn_implementation: str = "sdpa",
-    params: int | None = None,
-    job: str = "prefill + decode",
-    remedy: str = "",
-) -> MemoryEstimate:
-    """Weights + KV cache + inference activations of a `length`-token prompt decoded for `new_tokens` more tokens.
-
-    Activations: n · (2·d + max(3·q + 3·kv, 3·I)) · b at prefill (n = length), plus H·n²·(b + 4) for eager attention
-    (see the module docstring). `params` skips the meta-device count when known.
-    """
-    dtype = _torch_dtype(dtype)
-    b = dtype.itemsize
-    dims = _dims(model_config)
-    params = parameter_count(model_config) if params is None else params
-    n, tokens = int(length), int(length) + int(new_tokens)
-    kv = sum(kv_bytes_per_layer(model_config, [tokens] * dims["L"], dtype))
-    elements = n * (2 * dims["d"] + max(3 * dims["q"] + 3 * dims["kv"], 3 * dims["I"]))
-    activations = elements * b
-    if attn_implementation == "eager":
-        activations += dims["H"] * n * n * (b + 4)
-    return MemoryEstimate(job, tokens, _dtype_name(dtype), params, params * b, kv, activations, remedy)
-
-
-def gradient_memory_estimate(
-    model_config,
-    dtype: str | torch.dtype,
-    length: int,
-    first_layer: int = 0,
-    checkpointed: bool = True,
-    params: int | None = None,
-    job: str = "gradient saliency",
-    remedy: str = "",
-) -> MemoryEstimate:
-    """Weights + activations of a forward and backward pass over a `length`-token sequence, from decoder layer
-    `first_layer` on (the frozen model builds no graph below it). `checkpointed`: as stage-1 saliency and the oracle
-    run (layers' inputs kept, one layer recomputed at a time); otherwise as stage-2 pruner training (every layer's
-    activations kept). The formulas are in the module docstring."""
-    dtype = _torch_dtype(dtype)
-    b = dtype.itemsize
-    dims = _dims(model_config)
-    params = parameter_count(model_config) if params is None else params
-    n = int(length)
-    layers = max(1, dims["L"] - int(first_layer))
-    kept = n * (2 * dims["d"] + 3 * dims["q"] + 3 * dims["kv"] + 4 * dims["I"]) * b
-    gradients = n * (dims["d"] + 2 * dims["I"]) * b
-    if checkpointed:
-        activations = (layers + 1) * n * dims["d"] * b + kept + gradients + min(n, LOGIT_CHUNK) * dims["V"] * 4
-    else:
-        activations = layers * kept + gradients + n * n * b + n * dims["V"] * (b + 4)
-    return MemoryEstimate(job, n, _dtype_name(dtype), params, params * b, 0, activations, remedy)
 
 
 def usable_bytes(device: Device) -> int:

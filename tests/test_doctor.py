@@ -7,11 +7,8 @@ import urllib.error
 import pytest
 import torch
 from tiny_models import qwen2_7b_config
-from transformers import AutoConfig
 
-from sdtp import doctor
-from sdtp.demo_model import SHIPPED_CHECKPOINT
-from sdtp.models import load_model
+from sdtp import doctor, memory
 
 GIB = 2**30
 H100 = "NVIDIA H100 80GB HBM3"
@@ -182,38 +179,12 @@ def test_reachable_hub_and_a_token_that_is_never_shown(monkeypatch):
 # --- memory ---------------------------------------------------------------------------------------------------
 
 
-def test_parameter_count_from_the_config_alone_matches_the_loaded_model():
-    model, _ = load_model({"id": str(SHIPPED_CHECKPOINT)})
-    assert doctor.parameter_count(AutoConfig.from_pretrained(SHIPPED_CHECKPOINT)) == sum(
-        p.numel() for p in model.parameters()
-    )
-
-
-def test_qwen2_7b_bf16_at_32k_tokens():
-    config = qwen2_7b_config()
-    d, inter, layers, vocab, kv_width = 3584, 18944, 28, 152064, 4 * 128
-    # q, k, v (with biases), o, the gated MLP, two norms
-    per_layer = (d * d + d) + 2 * (d * kv_width + kv_width) + d * d + 3 * d * inter + 2 * d
-    params = 2 * vocab * d + layers * per_layer + d  # untied embeddings and LM head, final norm
-    estimate = doctor.memory_estimate(config, torch.bfloat16, 32768 - 128, 128)
-    assert estimate.params == params == 7_615_616_512
-    assert estimate.weights_bytes == 2 * params == 15_231_233_024  # ≈ 15.2 GB
-    assert estimate.tokens == 32768
-    assert estimate.kv_bytes == 2 * 28 * 4 * 128 * 32768 * 2
-    n = 32768 - 128
-    assert estimate.activation_bytes == n * (2 * d + max(3 * d + 3 * kv_width, 3 * inter)) * 2
-    assert 18 * GIB < estimate.total_bytes < 24 * GIB
-    assert "weights 14.2 GiB + KV cache 1.8 GiB + activations 3.9 GiB" in estimate.describe()
-    eager = doctor.memory_estimate(config, "bfloat16", 32768 - 128, 128, attn_implementation="eager", params=params)
-    assert eager.activation_bytes - estimate.activation_bytes == 28 * n * n * (2 + 4)
-
-
 def test_a_24_gib_device_is_too_small_for_the_oracle_at_32k_and_an_80_gib_one_fits(monkeypatch):
     config = qwen2_7b_config()
-    params = doctor.parameter_count(config)
+    params = memory.parameter_count(config)
     estimates = [
-        doctor.memory_estimate(config, torch.bfloat16, 32768 - 128, 128, params=params),
-        doctor.gradient_memory_estimate(
+        memory.memory_estimate(config, torch.bfloat16, 32768 - 128, 128, params=params),
+        memory.gradient_memory_estimate(
             config, torch.bfloat16, 32768, first_layer=4, params=params, job="oracle saliency", remedy="drop oracle"
         ),
     ]
@@ -243,13 +214,13 @@ def test_a_24_gib_device_is_too_small_for_the_oracle_at_32k_and_an_80_gib_one_fi
 
 def test_float32_that_does_not_fit_is_told_to_use_bfloat16(monkeypatch):
     fake_cuda(monkeypatch, count=1, name="NVIDIA A10", memory=24 * GIB, capability=(8, 6))
-    estimate = doctor.memory_estimate(qwen2_7b_config(), torch.float32, 4096, 128)
+    estimate = memory.memory_estimate(qwen2_7b_config(), torch.float32, 4096, 128)
     (check,) = doctor.memory_fit([estimate], doctor.cuda_devices())
     assert not check.ok and check.advice.startswith("set model.dtype: bfloat16")
 
 
 def test_without_cuda_the_fit_is_against_available_ram():
-    estimate = doctor.memory_estimate(qwen2_7b_config(), torch.bfloat16, 1024, 16)
+    estimate = memory.memory_estimate(qwen2_7b_config(), torch.bfloat16, 1024, 16)
     (fits,) = doctor.memory_fit([estimate], [], ram_available=64 * GIB)
     (short,) = doctor.memory_fit([estimate], [], ram_available=8 * GIB)
     assert fits.ok and fits.item == "fit ram" and not short.ok
@@ -257,4 +228,4 @@ def test_without_cuda_the_fit_is_against_available_ram():
 
 @pytest.mark.parametrize("num_bytes, text", [(15_231_233_024, "14.2 GiB"), (3 * 2**20, "3.0 MiB")])
 def test_sizes_read_in_gib_or_mib(num_bytes, text):
-    assert doctor.gib(num_bytes) == text
+    assert memory.gib(num_bytes) == text

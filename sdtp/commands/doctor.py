@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from sdtp import doctor
+from sdtp import doctor, memory
 from sdtp.commands import gpu_pool
 from sdtp.io import atomic_path
 
@@ -298,7 +298,7 @@ def model_checks(config: dict, hub: doctor.HubStatus) -> tuple[Any, int | None, 
                     needed.append(f"model {model_id}")
     _apply_overrides(model_config, model.get("config_overrides") or {})
     try:
-        params = doctor.parameter_count(model_config)
+        params = memory.parameter_count(model_config)
     except Exception as error:  # noqa: BLE001 - an architecture transformers cannot build: report, go on
         checks.append(
             doctor.Check(
@@ -412,7 +412,7 @@ def longest_prompt(config: dict) -> tuple[int, int, str] | None:
     return max(candidates, key=lambda c: c[0] + c[1]) if candidates else None
 
 
-def memory_estimates(config: dict, model_config, params: int) -> list[doctor.MemoryEstimate]:
+def memory_estimates(config: dict, model_config, params: int) -> list[memory.MemoryEstimate]:
     """The config's largest jobs: inference at the longest prompt; the oracle's gradient saliency at LongBench's
     longest prompt; stage-1 saliency and stage-2 pruner training at train_data.max_tokens."""
     import torch
@@ -431,7 +431,7 @@ def memory_estimates(config: dict, model_config, params: int) -> list[doctor.Mem
     if longest:
         length, new_tokens, key = longest
         estimates.append(
-            doctor.memory_estimate(
+            memory.memory_estimate(
                 model_config,
                 torch_dtype,
                 length,
@@ -445,7 +445,7 @@ def memory_estimates(config: dict, model_config, params: int) -> list[doctor.Mem
     if "oracle" in config["methods"]:
         length, new_tokens, _ = longest_prompt({**config, "latency": {"methods": []}})
         estimates.append(
-            doctor.gradient_memory_estimate(
+            memory.gradient_memory_estimate(
                 model_config,
                 torch_dtype,
                 length + new_tokens,
@@ -459,7 +459,7 @@ def memory_estimates(config: dict, model_config, params: int) -> list[doctor.Mem
     if "sdtp" in config["methods"] or "sdtp" in config["latency"]["methods"]:
         tokens = config["train_data"]["max_tokens"]
         estimates.append(
-            doctor.gradient_memory_estimate(
+            memory.gradient_memory_estimate(
                 model_config,
                 torch_dtype,
                 tokens,
@@ -473,7 +473,7 @@ def memory_estimates(config: dict, model_config, params: int) -> list[doctor.Mem
         lm_weight = config["pruner"].get("lm_weight", PrunerTrainConfig().lm_weight)
         if lm_weight:
             estimates.append(
-                doctor.gradient_memory_estimate(
+                memory.gradient_memory_estimate(
                     model_config,
                     torch_dtype,
                     tokens,

@@ -17,11 +17,20 @@ import logging
 import os
 from pathlib import Path
 
-from sdtp.commands.settings import add_settings_arguments, load_run_model, schedule_for, scorer_for, wrapping_name
+from sdtp.commands.settings import (
+    add_settings_arguments,
+    kv_compression_job,
+    load_run_model,
+    schedule_for,
+    scorer_for,
+    wrapping_name,
+)
+from sdtp.kv_compression import parse_method
 from sdtp.longbench.predict import ensure_eos, predict_task
 from sdtp.longbench.prompts import PromptFormat
 from sdtp.longbench.records import appending_jsonl, partial_path, read_jsonl, resume_partial
 from sdtp.longbench.tasks import get_task
+from sdtp.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +115,10 @@ def _predict(args: argparse.Namespace, task, records: list[dict], done: int, par
         )
     ensure_eos(model, tokenizer)
     scorer = scorer_for(settings, args.method, args.pruner)
-    keep_ratio = args.ratio if scorer.prunes else 1.0
+    pressed = parse_method(args.method).press is not None
+    keep_ratio = args.ratio if scorer.prunes or pressed else 1.0
     schedule = schedule_for(settings, model, keep_ratio)
+    kv_compression = kv_compression_job(settings, args.method, keep_ratio, schedule)
     log.info(
         "%s on %s: %d records (%d to predict), keep ratio %s at layers %s, max %d input tokens, max %d new tokens, "
         "chat template %s",
@@ -132,5 +143,6 @@ def _predict(args: argparse.Namespace, task, records: list[dict], done: int, par
             prompt_format_for(settings),
             label=f"{args.method} r={keep_ratio} ",
             done=done,
-            on_row=lambda row: append({**dataclasses.asdict(row), "job_key": key}),
+            kv_compression=kv_compression,
+            on_row=lambda row: append({**dataclasses.asdict(row), "job_key": key, **provenance()}),
         )

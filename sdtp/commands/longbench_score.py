@@ -10,8 +10,10 @@ import logging
 import pandas as pd
 
 from sdtp.commands.outputs import write_parquet
+from sdtp.kv_compression import canonical_method
 from sdtp.longbench.records import read_jsonl
 from sdtp.longbench.score import score_predictions
+from sdtp.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     row = score_predictions(
-        read_jsonl(args.predictions), model=args.model, method=args.method, keep_ratio=args.ratio, task=args.task
+        read_jsonl(args.predictions),
+        model=args.model,
+        method=canonical_method(args.method),  # kvpress-snapkv (the path label) -> kvpress:snapkv
+        keep_ratio=args.ratio,
+        task=args.task,
     )
-    write_parquet(pd.DataFrame([dataclasses.asdict(row)]), args.out)
+    write_parquet(pd.DataFrame([{**dataclasses.asdict(row), **provenance()}]), args.out)
     log.info(
         "%s %s r=%s %s: %s = %.2f over %d samples (%d out of memory, scored 0) -> %s",
         row.model,

@@ -18,6 +18,7 @@ import torch
 from sdtp.commands.outputs import write_parquet
 from sdtp.commands.settings import add_settings_arguments, load_run_model, model_label, schedule_for
 from sdtp.oom import describe, free_memory, is_out_of_memory
+from sdtp.provenance import provenance
 from sdtp.saliency import SaliencyConfig, sparsity, token_saliency
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def main(args: argparse.Namespace) -> int:
                     layer=layer,
                     tokens=len(scores),
                     sparsity=sparsity(scores),
+                    **provenance(),
                 )
             )
         if (i + 1) % 10 == 0 or i + 1 == len(samples):

@@ -14,6 +14,7 @@ import pandas as pd
 
 from sdtp.commands.outputs import write_parquet
 from sdtp.commands.settings import add_settings_arguments, load_run_model, model_label, schedule_for
+from sdtp.provenance import provenance
 from sdtp.pruner_eval import evaluate_heldout, token_type_spearman
 from sdtp.pruner_training import PrunerTrainConfig, load_samples, train_pruner
 
@@ -121,6 +122,6 @@ def main(args: argparse.Namespace) -> int:
         train_s=train_s,
     )
     pruner.save(args.out, meta=meta)
-    write_parquet(losses, args.losses)
+    write_parquet(losses.assign(**provenance()), args.losses)
     log.info("wrote %s and %s (%d steps, %.1f s)", args.out, args.losses, len(losses), train_s)
     return 0

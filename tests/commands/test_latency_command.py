@@ -41,3 +41,24 @@ def test_latency_command_writes_parquet(tmp_path):
     assert len(frame) == 2 and set(frame.status) == {"ok"}
     assert list(frame.kv_lengths[0]) == [48, 24, 24, 12, 12]
     assert not list(out.parent.glob(".*tmp"))  # written atomically: no temp file left
+
+
+def test_latency_rows_name_the_slurm_job_and_devices_that_produced_them(tmp_path, monkeypatch):
+    save_tiny_model(tmp_path / "model")
+    settings = {
+        "seed": 0,
+        "model": TINY_MODEL_SETTINGS,
+        "schedule": {"start": 1, "step": 2, "stages": 2, "min_local": 4},
+        "latency": {"warmup": 0, "repeats": 2, "new_tokens": 2},
+    }
+    monkeypatch.setenv("SLURM_JOB_ID", "4711")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    out = tmp_path / "L32.parquet"
+    argv = ["latency", "--settings", json.dumps(settings), "--model-dir", str(tmp_path / "model")]
+    assert cli_main([*argv, "--method", "baseline", "--ratio", "1.0", "--length", "32", "--out", str(out)]) == 0
+    frame = pd.read_parquet(out)
+    assert list(frame.slurm_job_id) == ["4711", "4711"] and list(frame.cuda_visible_devices) == ["3", "3"]
+    assert frame.host.notna().all()
+    monkeypatch.delenv("SLURM_JOB_ID")
+    assert cli_main([*argv, "--method", "baseline", "--ratio", "1.0", "--length", "32", "--out", str(out)]) == 0
+    assert pd.read_parquet(out).slurm_job_id.isna().all()  # null outside SLURM

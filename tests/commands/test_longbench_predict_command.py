@@ -98,6 +98,9 @@ PREDICTION_FIELDS = {
     "status",
     "chat_template",
     "job_key",
+    "host",
+    "slurm_job_id",
+    "cuda_visible_devices",
 }
 
 
@@ -398,5 +401,8 @@ def test_an_out_of_memory_record_is_an_oom_row_the_scorer_counts(resume_job, tmp
     )  # fmt: skip
     score = pd.read_parquet(tmp_path / "score.parquet").iloc[0]
     assert score["n"] == RESUME_RECORDS and score["oom_records"] == 1
+    # provenance: outside SLURM the job id is null, in the score row and in every prediction record
+    assert score["slurm_job_id"] is None and score["host"] and "cuda_visible_devices" in score
+    assert all(row["slurm_job_id"] is None and row["host"] for row in rows)
     ok = [row for row in rows if row["status"] == "ok"]
     assert score["mean_prefill_s"] == pytest.approx(sum(row["prefill_s"] for row in ok) / len(ok))
