@@ -23,7 +23,7 @@ from sdtp.flops import compression_ratio, ideal_speedup, kv_bytes_per_layer, pre
 from sdtp.oom import describe, free_memory, is_out_of_memory
 from sdtp.peaks import device_name  # the name `python -m sdtp peak` records, so peaks match rows
 from sdtp.provenance import provenance
-from sdtp.roofline import run_costs
+from sdtp.roofline import decode_cost, run_costs
 from sdtp.schedule import KeepSchedule
 from sdtp.timing import model_devices, peak_memory_per_device, reset_peak_memory, timed
 
@@ -40,6 +40,7 @@ class LatencyRow:
     length: int
     stages: int
     prune_layers: list[int]
+    pruner_weights: str  # sdtp: "trained", or "random-init (timing only)" on a latency.model shape; "" otherwise
     repeat: int
     new_tokens: int
     device: str
@@ -72,6 +73,11 @@ class LatencyRow:
     host: str
     slurm_job_id: str | None
     cuda_visible_devices: str | None
+    # KV-cache presses (sdtp.kv_compression): the budget the press's ratio came from ("" without a press) and that
+    # ratio (fraction of each layer's KV pairs it removed; 0.0 without a press). With a press, kv_lengths,
+    # compression_ratio and the decode roofline inputs are those of the compressed cache.
+    kv_budget: str = ""
+    press_compression_ratio: float = 0.0
     status: str
 
 
@@ -100,12 +106,17 @@ def measure_latency(
     repeats: int,
     new_tokens: int,
     seed: int = 0,
+    pruner_weights: str = "",
+    kv_compression=None,
 ) -> list[LatencyRow]:
     """Time `repeats` prefill + decode runs after `warmup` untimed ones; one row per repeat.
 
     An out-of-memory error (`sdtp.oom.is_out_of_memory`: `torch.OutOfMemoryError`, or a RuntimeError saying "out of
     memory" as cuBLAS and FlashAttention raise) becomes a single row with status "oom" (and NaN times), so a sweep
     over lengths finishes and shows where the device ran out; the memory is freed before the row is built.
+
+    `kv_compression` (`sdtp.kv_compression.KVCompression`): a press compresses each layer's cache after the prefill's
+    attention; its scoring FLOPs are not counted (a window of queries per layer, small beside the layer's).
     """
     import transformers
 
@@ -120,7 +131,7 @@ def measure_latency(
     # is the one this method can reach.
     scoring = scorer.prunes and schedule.keep_ratio < 1.0
     flops = prefill_flops(config, tokens_per_layer)
-    flops += scorer_flops(method, config, schedule.tokens_scored(length)) if scoring else 0.0
+    flops += scorer_flops(scorer.name, config, schedule.tokens_scored(length)) if scoring else 0.0
     baseline_flops = prefill_flops(config, [length] * num_layers)
     scoring_flops = flops - prefill_flops(config, tokens_per_layer)
     costs = run_costs(config, tokens_per_layer, new_tokens, model.dtype, scoring_flops)
@@ -131,10 +142,11 @@ def measure_latency(
     common = dict(
         model=model_name,
         method=method,
-        keep_ratio=schedule.keep_ratio if scorer.prunes else 1.0,
+        keep_ratio=schedule.keep_ratio if scorer.prunes or kv_compression is not None else 1.0,
         length=length,
         stages=schedule.num_stages if scorer.prunes else 0,
         prune_layers=list(schedule.layers) if scorer.prunes else [],
+        pruner_weights=pruner_weights,
         new_tokens=new_tokens,
         device=", ".join(device_name(d) for d in cuda) if cuda else device_name(device),
         devices=[str(d) for d in devices],
@@ -155,7 +167,8 @@ def measure_latency(
     )
 
     def one_run():
-        prefill_s, result = timed(lambda: prefill_with_pruning(model, ids, schedule, scorer), devices)
+        prefill = lambda: prefill_with_pruning(model, ids, schedule, scorer, kv_compression=kv_compression)  # noqa: E731
+        prefill_s, result = timed(prefill, devices)
         kv_lengths = result.kv_lengths  # before decoding grows the cache
         decode_s, tokens = timed(lambda: decode_greedy(model, result, new_tokens, ignore_eos=True), devices)
         assert tokens.shape[1] == new_tokens, "decode must produce exactly new_tokens tokens"
@@ -175,6 +188,7 @@ def measure_latency(
             rows.append(
                 LatencyRow(
                     **common,
+                    **_press_columns(kv_compression, config, length, kv_lengths, new_tokens, model.dtype),
                     repeat=repeat,
                     prefill_s=prefill_s,
                     decode_s=decode_s,
@@ -221,6 +235,20 @@ def measure_latency(
             )
         ]
     return rows
+
+
+def _press_columns(kv_compression, config, length: int, kv_lengths: list[int], new_tokens: int, dtype) -> dict:
+    """A press's row columns, from the cache it left: budget, ratio, compression and the decode roofline's inputs."""
+    if kv_compression is None:
+        return {}
+    decode = decode_cost(config, kv_lengths, new_tokens, dtype)
+    return dict(
+        kv_budget=kv_compression.budget,
+        press_compression_ratio=kv_compression.last_compression_ratio,
+        compression_ratio=compression_ratio(length, kv_lengths),
+        decode_flops=decode.flops,
+        decode_bytes=decode.bytes,
+    )
 
 
 def rows_to_frame(rows: list[LatencyRow]) -> pd.DataFrame:

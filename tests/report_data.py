@@ -67,6 +67,13 @@ def latency_rows() -> pd.DataFrame:
                             baseline_prefill_flops=1e9 * LAYERS * length,
                             ideal_speedup=ideal,
                             compression_ratio=length / (sum(kv) / LAYERS),
+                            # The roofline's inputs: 1e7 weight bytes per decode step plus 1024 KV bytes per token.
+                            prefill_bytes=1e7 + 1024 * sum(kv),
+                            decode_flops=31 * 2e7,
+                            decode_bytes=31 * (1e7 + 1024 * sum(kv)),
+                            baseline_prefill_bytes=1e7 + 1024 * LAYERS * length,
+                            baseline_decode_flops=31 * 2e7,
+                            baseline_decode_bytes=31 * (1e7 + 1024 * LAYERS * length),
                             torch_version="2.13.0+cpu",
                             transformers_version="5.1.0",
                             status="ok",
@@ -145,12 +152,18 @@ def loss_rows() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# What `python -m sdtp peak` measures on the CPU the rows above name.
+PEAKS = pd.DataFrame(
+    [dict(device="cpu (x86_64, 2 threads)", dtype="float32", gemm_flops_per_s=1e11, copy_bytes_per_s=2e10)]
+)
+
+
 def demo_tables() -> dict[str, pd.DataFrame]:
     """Every table the report reads, as `python -m sdtp tables` would write them for a small demo run."""
     latency = latency_rows()
     return {
         "latency": latency,
-        "summary": summarize_latency(latency),
+        "summary": summarize_latency(latency, PEAKS),
         "longbench": score_rows(),
         "saliency_sparsity": sparsity_rows(),
         "pruner_losses": loss_rows(),

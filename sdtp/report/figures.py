@@ -6,18 +6,22 @@ Each figure is one function that takes the DataFrame(s) read from `results/table
 | function | table | shows |
 |---|---|---|
 | `prefill_latency_figure` | latency | median prefill time vs context length per method × keep ratio, min–max bars |
-| `speedup_vs_ideal_figure` | summary | measured prefill speedup vs the FLOPs-ideal one (y = x), and their ratio |
+| `speedup_vs_ideal_figure` | summary | measured vs ideal speedup per phase (FLOPs for prefill, roofline otherwise) |
+| `peak_fraction_figure` | summary | prefill MFU and decode MBU vs context length (share of the measured peaks) |
 | `end2end_split_figure` | summary | End2End time split into prefill and decode, per length |
 | `kv_cache_figure` | latency | tokens alive per layer (the ragged cache) per keep ratio, and KV bytes vs length |
 | `quality_vs_compression_figure` | longbench | score per task vs compression ratio per method, baseline as a line |
 | `score_table_figure` | longbench | per-task scores with deltas vs the baseline, coloured (the paper's Table 1) |
 | `saliency_sparsity_figure` | saliency_sparsity | fraction of salient tokens per prune layer |
 | `pruner_losses_figure` | pruner_losses | pruner training curves, one line per loss term |
+| `lm_eval_scores_figure` | lm_eval | harness score per task vs keep ratio per method, baseline as a line |
 
-The first four live in `sdtp.report.latency_figures`, the others in `sdtp.report.quality_figures`; all are importable
-from here. Every figure colours a method the same way (`METHOD_COLOURS`) and draws a keep ratio with the same dash and
-marker (`ratio_styles`, both in `sdtp.report.style`); hover text carries the exact numbers. `FIGURES` is the list the
-dashboard, the standalone figure pages and the Snakemake report follow.
+The latency and KV figures live in `sdtp.report.latency_figures` (the speedup and peak-fraction ones in
+`sdtp.report.roofline_figures`), the harness's in `sdtp.report.lm_eval_figures`, the others in
+`sdtp.report.quality_figures`; all are importable from here. Every figure colours a method the same way
+(`METHOD_COLOURS`) and draws a keep ratio with the same dash and marker (`ratio_styles`, both in `sdtp.report.style`);
+hover text carries the exact numbers. `FIGURES` is the list the dashboard, the standalone figure pages and the Snakemake
+report follow.
 """
 
 from __future__ import annotations
@@ -33,14 +37,15 @@ from sdtp.report.latency_figures import (
     end2end_split_figure,
     kv_cache_figure,
     prefill_latency_figure,
-    speedup_vs_ideal_figure,
 )
+from sdtp.report.lm_eval_figures import lm_eval_scores_figure
 from sdtp.report.quality_figures import (
     pruner_losses_figure,
     quality_vs_compression_figure,
     saliency_sparsity_figure,
     score_table_figure,
 )
+from sdtp.report.roofline_figures import peak_fraction_figure, speedup_vs_ideal_figure
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +75,20 @@ FIGURES = (
         "Latency",
         "summary",
         speedup_vs_ideal_figure,
-        "Left: each point is one (method, keep ratio, length); on the dotted line the measured speedup equals the"
-        " analytic FLOPs ratio. Right: measured ÷ ideal per length (1 = all the saved FLOPs became saved time).",
+        "Top: each point is one (method, keep ratio, length); on the dotted line the measured speedup equals its"
+        " ideal: prefill's is the analytic FLOPs ratio, decode's and End2End's the roofline (bytes and FLOPs on this"
+        " device's measured peaks, `python -m sdtp peak`). Bottom: measured ÷ ideal per length (1 = ideal reached).",
         "needs the baseline and at least one pruning method in the latency runs",
+    ),
+    FigureSpec(
+        "peak_fraction",
+        "Latency",
+        "summary",
+        peak_fraction_figure,
+        "Prefill MFU = analytic FLOPs ÷ prefill time ÷ the measured GEMM peak; decode MBU = analytic bytes moved"
+        " (weights once per step, KV read and written) ÷ decode time ÷ the measured copy bandwidth. Far below 1 means"
+        " the run is bound by something else (Python overhead, small kernels), and its ideal speedup is out of reach.",
+        "no measured peaks for the latency rows' device (peak.parquet missing, or rows from before the roofline)",
     ),
     FigureSpec(
         "end2end_split",
@@ -106,6 +122,15 @@ FIGURES = (
         score_table_figure,
         "Scores per task and method × keep ratio, with the difference to the unpruned baseline in brackets.",
         "no LongBench scores (longbench.parquet is missing or empty)",
+    ),
+    FigureSpec(
+        "lm_eval_scores",
+        "Quality",
+        "lm_eval",
+        lm_eval_scores_figure,
+        "lm-evaluation-harness tasks run through the pruning engine (only context tokens pruned, never the scored"
+        " continuation): score per task and metric against the keep ratio per stage, ± the harness's stderr.",
+        "no harness scores (lm_eval.parquet is missing or empty: `lm_eval.tasks` not configured)",
     ),
     FigureSpec(
         "saliency_sparsity",

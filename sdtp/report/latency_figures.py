@@ -1,5 +1,5 @@
-"""The latency and KV-cache figures (`sdtp.report.figures` lists them): prefill time vs context length, measured vs
-FLOPs-ideal speedup, the End2End prefill/decode split, and the ragged KV cache.
+"""The latency and KV-cache figures (`sdtp.report.figures` lists them): prefill time vs context length, the End2End
+prefill/decode split, and the ragged KV cache. (Speedups next to their ideals: `sdtp.report.roofline_figures`.)
 
 Each takes the `latency` or `summary` table and returns a Plotly figure, or None when the table holds no usable rows.
 """
@@ -74,80 +74,6 @@ def prefill_latency_figure(latency: pd.DataFrame) -> go.Figure | None:
     fig.update_xaxes(type="log", title=LENGTH_TITLE, tickvals=sorted(stats.length.unique()))
     fig.update_yaxes(type="log", title="prefill time (s, log scale)", **log_ticks([*stats.low, *stats.high]))
     return apply_layout(fig, "Prefill latency vs context length (median; bars: min–max over repeats)", 520)
-
-
-def speedup_vs_ideal_figure(summary: pd.DataFrame) -> go.Figure | None:
-    """Measured prefill speedup vs the FLOPs-ideal speedup (y = x is ideal), and measured ÷ ideal per length."""
-    if not has_columns(summary, "model", "method", "keep_ratio", "length", "prefill_speedup", "ideal_speedup"):
-        return None
-    rows = ok_rows(summary)
-    rows = rows[rows.method != "baseline"].dropna(subset=["prefill_speedup", "ideal_speedup"])
-    if rows.empty:
-        return None
-    rows = rows.assign(measured_over_ideal=rows.prefill_speedup / rows.ideal_speedup)
-    styles = ratio_styles(rows.keep_ratio)
-    model_of = model_label(rows)
-    fig = make_subplots(
-        rows=1,
-        cols=2,
-        column_widths=[0.5, 0.5],
-        horizontal_spacing=0.1,
-        subplot_titles=("measured vs FLOPs-ideal prefill speedup", "measured ÷ ideal, per context length"),
-    )
-    hover = (
-        "<b>%{fullData.name}</b><br>length %{customdata[0]} tokens<br>measured prefill speedup %{customdata[1]:.4f}×"
-        "<br>FLOPs-ideal speedup %{customdata[2]:.4f}×<br>measured ÷ ideal %{customdata[3]:.4f}<extra></extra>"
-    )
-    for model, method, ratio in config_keys(rows):
-        config = rows[(rows.model == model) & (rows.method == method) & (rows.keep_ratio == ratio)]
-        config = config.sort_values("length")
-        dash, symbol = styles[float(ratio)]
-        name = config_label(method, ratio, model_of(model))
-        custom = config[["length", "prefill_speedup", "ideal_speedup", "measured_over_ideal"]].to_numpy()
-        common = dict(
-            name=name,
-            legendgroup=name,
-            line=dict(color=method_colour(method), dash=dash),
-            marker=dict(symbol=symbol, size=9),
-            customdata=custom,
-            hovertemplate=hover,
-        )
-        fig.add_trace(
-            go.Scatter(x=config.ideal_speedup.tolist(), y=config.prefill_speedup.tolist(), mode="markers", **common),
-            row=1,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=config.length.tolist(),
-                y=config.measured_over_ideal.tolist(),
-                mode="lines+markers",
-                showlegend=False,
-                **common,
-            ),
-            row=1,
-            col=2,
-        )
-    top = max(1.0, float(rows.ideal_speedup.max()), float(rows.prefill_speedup.max())) * 1.08
-    low = min(1.0, float(rows.ideal_speedup.min()), float(rows.prefill_speedup.min())) * 0.95
-    fig.add_trace(
-        go.Scatter(
-            x=[low, top],
-            y=[low, top],
-            mode="lines",
-            name="ideal (measured = FLOPs ratio)",
-            line=dict(color="#999999", dash="dot", width=1.5),
-            hoverinfo="skip",
-        ),
-        row=1,
-        col=1,
-    )
-    fig.add_hline(y=1.0, line=dict(color="#999999", dash="dot", width=1.5), row=1, col=2)
-    fig.update_xaxes(title="FLOPs-ideal prefill speedup (×)", range=[low, top], row=1, col=1)
-    fig.update_yaxes(title="measured prefill speedup (×)", range=[low, top], row=1, col=1)
-    fig.update_xaxes(type="log", title=LENGTH_TITLE, tickvals=sorted(rows.length.unique()), row=1, col=2)
-    fig.update_yaxes(title="measured ÷ ideal (1 = ideal reached)", row=1, col=2)
-    return apply_layout(fig, "Is the speedup honest? Measured prefill speedup vs the FLOPs-ideal one", 500)
 
 
 def end2end_split_figure(summary: pd.DataFrame) -> go.Figure | None:

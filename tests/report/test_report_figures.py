@@ -14,6 +14,7 @@ from report_data import (
     LAYERS,
     LENGTHS,
     MODEL,
+    PEAKS,
     PRUNE_LAYERS,
     RATIOS,
     TASKS,
@@ -75,15 +76,41 @@ def test_speedup_vs_ideal_figure(tables):
     fig = speedup_vs_ideal_figure(tables["summary"])
     pruned = configs_of(LATENCY_METHODS[1:])
     names = [t.name for t in fig.data]
-    assert names == [n for n in pruned for _ in range(2)] + ["ideal (measured = FLOPs ratio)"]
+    assert names == [n for n in pruned for _ in range(6)] + ["ideal (measured = ideal)"] * 3  # 3 phases × 2 panels
     summary = tables["summary"].query("method == 'random' and keep_ratio == 0.7").sort_values("length")
-    scatter, per_length = [t for t in fig.data if t.name == "random r=0.7"]
-    assert list(scatter.x) == pytest.approx(summary.ideal_speedup.tolist())
-    assert list(scatter.y) == pytest.approx(summary.prefill_speedup.tolist())
-    assert list(per_length.x) == LENGTHS
-    assert list(per_length.y) == pytest.approx((summary.prefill_speedup / summary.ideal_speedup).tolist())
+    traces = [t for t in fig.data if t.name == "random r=0.7"]
+    for (scatter, per_length), (measured, ideal) in zip(
+        (traces[0:2], traces[2:4], traces[4:6]),
+        (
+            ("prefill_speedup", "ideal_speedup"),
+            ("decode_speedup", "decode_ideal_speedup"),
+            ("e2e_speedup", "e2e_ideal_speedup"),
+        ),
+        strict=True,
+    ):
+        assert list(scatter.x) == pytest.approx(summary[ideal].tolist())
+        assert list(scatter.y) == pytest.approx(summary[measured].tolist())
+        assert list(per_length.x) == LENGTHS
+        assert list(per_length.y) == pytest.approx((summary[measured] / summary[ideal]).tolist())
     ideal = fig.data[-1]
     assert list(ideal.x) == list(ideal.y)  # the y = x reference
+    # A summary without measured peaks still shows the prefill phase.
+    no_peaks = tables["summary"].assign(decode_ideal_speedup=float("nan"), e2e_ideal_speedup=float("nan"))
+    assert len(speedup_vs_ideal_figure(no_peaks).data) == 2 * len(pruned) + 1
+
+
+def test_peak_fraction_figure(tables):
+    fig = figures.peak_fraction_figure(tables["summary"])
+    names = [t.name for t in fig.data]
+    assert names == [n for n in configs_of(LATENCY_METHODS) for _ in range(2)]
+    summary = tables["summary"].query("method == 'baseline'").sort_values("length")
+    mfu, mbu = fig.data[0], fig.data[1]
+    assert list(mfu.y) == pytest.approx((summary.prefill_flops / summary.prefill_s / 1e11).tolist())
+    assert list(mbu.y) == pytest.approx((summary.decode_bytes / summary.decode_s / 2e10).tolist())
+    assert (
+        figures.peak_fraction_figure(tables["summary"].assign(prefill_mfu=float("nan"), decode_mbu=float("nan")))
+        is None
+    )
 
 
 def test_end2end_split_figure(tables):
@@ -254,7 +281,7 @@ def test_several_models_and_failed_runs(tables):
     oom = both["latency"].query("method == 'sdtp' and keep_ratio == 0.5 and length == 2048 and model == 'other-model'")
     failed = ["oom", math.nan, math.nan, math.nan]
     both["latency"].loc[oom.index, ["status", "prefill_s", "decode_s", "total_s"]] = failed
-    both["summary"] = summarize_latency(both["latency"])
+    both["summary"] = summarize_latency(both["latency"], PEAKS)
     figures = make_figures(both)
     assert all(fig is not None for fig in figures.values())
     names = [t.name for t in figures["prefill_latency"].data]
