@@ -141,12 +141,14 @@ def _time_length(model, length, variants, pruner, devices, warmup, repeats, seed
     return times, shares
 
 
-def summarize(rows: pd.DataFrame) -> pd.DataFrame:
-    """Medians per (length, variant) with measured speedup vs the engine's baseline and its ratio to the ideal."""
+def summarize(rows: pd.DataFrame, peak_flops: float | None = None) -> pd.DataFrame:
+    """Medians per (length, variant) with measured speedup vs the engine's baseline and its ratio to the ideal, and
+    the analytic FLOP/s reached (`tflops_per_s`) with its fraction of `peak_flops` (`mfu`, the measured GEMM peak)."""
     table = (
         rows.groupby(["length", "variant"], sort=False)
         .agg(
             prefill_s=("prefill_s", "median"),
+            flops=("flops", "first"),
             spread_s=("prefill_s", lambda s: s.max() - s.min()),
             ideal_speedup=("ideal_speedup", "first"),
             scorer_share=("scorer_share", "first"),
@@ -157,4 +159,6 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     base = table[table.variant == "baseline"].set_index("length").prefill_s
     table["speedup"] = base.loc[table.length].to_numpy() / table.prefill_s
     table["measured_over_ideal"] = table.speedup / table.ideal_speedup
-    return table
+    table["tflops_per_s"] = table.flops / table.prefill_s / 1e12
+    table["mfu"] = table.flops / table.prefill_s / peak_flops if peak_flops else float("nan")
+    return table.drop(columns="flops")

@@ -49,3 +49,15 @@ def test_an_out_of_memory_length_is_recorded_and_the_others_run(monkeypatch):
     monkeypatch.setattr(bench_module, "prefill_with_pruning", broken)
     with pytest.raises(RuntimeError, match="shapes"):
         bench_prefill(model, [16], [0.5], [1, 3], warmup=0, repeats=1)
+
+
+def test_summary_reports_flops_per_second_and_mfu_against_the_measured_peak():
+    model = make_tiny_model("qwen2", "sdpa")
+    rows = bench_prefill(model, [32], [0.5], [1, 3], warmup=0, repeats=2)
+    table = summarize(rows, peak_flops=1e9).set_index("variant")
+    for variant in VARIANTS:
+        flops = rows[rows.variant == variant].flops.iloc[0]
+        at = table.loc[variant]
+        assert at.tflops_per_s == pytest.approx(flops / at.prefill_s / 1e12)
+        assert at.mfu == pytest.approx(flops / at.prefill_s / 1e9) and at.mfu > 0
+    assert summarize(rows).mfu.isna().all()  # no measured peak, no MFU

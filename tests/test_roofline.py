@@ -93,3 +93,23 @@ def test_known_shapes_build_offline_and_match_the_tests_qwen2_7b():
     for key in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size"):
         assert getattr(config, key) == getattr(reference, key)
     assert roofline.weight_bytes(config, torch.bfloat16) == roofline.weight_bytes(reference, torch.bfloat16)
+
+
+def test_roofline_command_from_a_config_json_and_measured_peaks(tmp_path, capsys):
+    import pandas as pd
+
+    from sdtp.commands.cli import main as cli_main
+
+    qwen2_7b_config().save_pretrained(tmp_path / "model")  # config.json only: offline, no weights
+    peaks = tmp_path / "peak.parquet"
+    pd.DataFrame([dict(device="Fake GPU", dtype="bfloat16", gemm_flops_per_s=1e14, copy_bytes_per_s=1e12)]).to_parquet(
+        peaks
+    )
+    args = ["roofline", "--model-config", str(tmp_path / "model"), "--peaks", str(peaks), "--length", "16384"]
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    assert "on Fake GPU (100.0 TFLOP/s, 1.00 TB/s" in out and "16384" in out and "compute / memory" in out
+    with pytest.raises(SystemExit, match="no row for dtype float16"):
+        cli_main([*args, "--dtype", "float16"])
+    with pytest.raises(SystemExit, match="not a known shape"):
+        cli_main(["roofline", "--model-config", str(tmp_path / "nothing"), "--device", "h200", "--length", "8"])

@@ -12,6 +12,7 @@ import torch
 
 from sdtp.bench import bench_prefill, build_bench_model, summarize
 from sdtp.commands.outputs import write_parquet
+from sdtp.peaks import DEFAULT_GEMM_SIZE, gemm_flops_per_s
 from sdtp.schedule import KeepSchedule
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager", "flash_attention_2"])
     parser.add_argument("--out", default=None, help="also write the per-repeat rows to this Parquet file")
+    parser.add_argument(
+        "--gemm-size", type=int, default=None, help="n of the (n, n) GEMM measuring the MFU's peak (default: by device)"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -48,11 +52,16 @@ def main(args: argparse.Namespace) -> int:
         log.warning("out of memory at length(s) %s: their rows have status oom and NaN times", oom_lengths)
     if args.out:
         write_parquet(rows, args.out)
-    table = summarize(rows)
+    # The MFU's denominator: this device's measured GEMM peak in the model's dtype (sdtp.peaks), after the timed runs.
+    device = torch.device(args.device)
+    gemm_size = args.gemm_size or DEFAULT_GEMM_SIZE[device.type]
+    peak_flops, _ = gemm_flops_per_s(device, model.dtype, gemm_size, warmup=2, repeats=5)
+    table = summarize(rows, peak_flops)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
         print(
             f"model={args.model} params={params / 1e6:.1f}M device={args.device} dtype={args.dtype} attn={args.attn} "
-            f"prune layers={layers} warmup={args.warmup} repeats={args.repeats}"
+            f"prune layers={layers} warmup={args.warmup} repeats={args.repeats} "
+            f"measured GEMM peak={peak_flops / 1e12:.4g} TFLOP/s ({gemm_size}³)"
         )
         print(table.to_string(index=False))
     return 0

@@ -62,3 +62,29 @@ def test_latency_rows_name_the_slurm_job_and_devices_that_produced_them(tmp_path
     monkeypatch.delenv("SLURM_JOB_ID")
     assert cli_main([*argv, "--method", "baseline", "--ratio", "1.0", "--length", "32", "--out", str(out)]) == 0
     assert pd.read_parquet(out).slurm_job_id.isna().all()  # null outside SLURM
+
+
+def test_latency_on_a_shape_of_its_own_times_sdtp_with_a_random_init_pruner_of_its_size(tmp_path):
+    """A `latency.model` shape: random weights with the config overridden (d=32 instead of the saved 64), and sdtp
+    with a seeded random-init pruning module of that size, labelled so; the roofline's inputs are in the rows."""
+    save_tiny_model(tmp_path / "model")
+    model = {
+        **TINY_MODEL_SETTINGS,
+        "name": "tiny-latency",
+        "weights": "random",
+        "config_overrides": {"hidden_size": 32},
+    }
+    settings = {
+        "seed": 0,
+        "model": model,
+        "schedule": {"start": 1, "step": 2, "stages": 2, "min_local": 4},
+        "latency": {"warmup": 0, "repeats": 1, "new_tokens": 3},
+    }
+    out = tmp_path / "L48.parquet"
+    args = ["latency", "--settings", json.dumps(settings), "--model-dir", str(tmp_path / "model"), "--method", "sdtp"]
+    assert cli_main([*args, "--ratio", "0.5", "--length", "48", "--pruner-init", "random", "--out", str(out)]) == 0
+    row = pd.read_parquet(out).iloc[0]
+    assert row.model == "tiny-latency-random-weights" and row.pruner_weights == "random-init (timing only)"
+    assert list(row.kv_lengths) == [48, 24, 24, 12, 12] and row.status == "ok"
+    assert row.decode_bytes < row.baseline_decode_bytes and row.prefill_bytes < row.baseline_prefill_bytes
+    assert row.decode_flops > 0 and row.baseline_prefill_flops > row.prefill_flops
