@@ -243,7 +243,8 @@ def latency_outputs():
 
 
 # The kind of device latency jobs run on: where `python -m sdtp peak` measures the peaks their roofline divides by.
-DEVICE_KIND = "cuda" if config["resources"]["gpu"] > 0 else "cpu"
+# (model.device: cpu runs on CPU whatever the GPUs a job is given, as configs/slurm-smoke.yaml on fake GPUs does.)
+DEVICE_KIND = "cuda" if config["resources"]["gpu"] > 0 and config["model"]["device"] != "cpu" else "cpu"
 
 
 def peak_outputs():

@@ -76,8 +76,8 @@ class LatencyRow:
     # KV-cache presses (sdtp.kv_compression): the budget the press's ratio came from ("" without a press) and that
     # ratio (fraction of each layer's KV pairs it removed; 0.0 without a press). With a press, kv_lengths,
     # compression_ratio and the decode roofline inputs are those of the compressed cache.
-    kv_budget: str = ""
-    press_compression_ratio: float = 0.0
+    kv_budget: str
+    press_compression_ratio: float
     status: str
 
 
@@ -164,6 +164,8 @@ def measure_latency(
         torch_version=torch.__version__,
         transformers_version=transformers.__version__,
         **provenance(),  # read after the GPU pool set CUDA_VISIBLE_DEVICES
+        kv_budget="",
+        press_compression_ratio=0.0,
     )
 
     def one_run():
@@ -187,8 +189,7 @@ def measure_latency(
             kv_bytes = kv_bytes_per_layer(config, kv_lengths, model.dtype)
             rows.append(
                 LatencyRow(
-                    **common,
-                    **_press_columns(kv_compression, config, length, kv_lengths, new_tokens, model.dtype),
+                    **{**common, **_press_columns(kv_compression, config, length, kv_lengths, new_tokens, model.dtype)},
                     repeat=repeat,
                     prefill_s=prefill_s,
                     decode_s=decode_s,

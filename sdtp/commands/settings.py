@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 
+from sdtp.kv_compression import kv_compression_for, parse_method
 from sdtp.models import load_model
 from sdtp.saliency import SaliencyConfig
 from sdtp.schedule import KeepSchedule
@@ -98,10 +99,17 @@ def schedule_for(settings: dict, model, keep_ratio: float) -> KeepSchedule:
 
 
 def scorer_for(settings: dict, method: str, pruner_dir: str | None):
-    """The scorer of `method`; the oracle marks tokens as stage 1 does (the `saliency` section, when passed)."""
+    """The scorer of `method` (of its token-pruning part: `sdtp` for `sdtp+snapkv`, `baseline` for `kvpress:snapkv`);
+    the oracle marks tokens as stage 1 does (the `saliency` section, when passed)."""
     return get_scorer(
-        method,
+        parse_method(method).scorer,
         seed=settings.get("seed", 0),
         checkpoint=pruner_dir,
         saliency=SaliencyConfig.from_dict(settings.get("saliency")),
     )
+
+
+def kv_compression_job(settings: dict, method: str, keep_ratio: float, schedule: KeepSchedule):
+    """The press of a `kvpress:<press>` or `<scorer>+<press>` method (`sdtp.kv_compression`), its parameters from the
+    `kvpress` section (passed to press jobs only); None for the other methods."""
+    return kv_compression_for(method, keep_ratio, schedule, settings.get("kvpress"))

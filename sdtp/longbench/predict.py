@@ -4,7 +4,8 @@ Per record, as the official LongBench v1 `pred.py` does it and with pruning in t
 1. model input ids: the task's template filled with the record -> middle truncation of the prompt to
    `longbench.max_input_tokens` tokens -> wrapped as `longbench.chat_template` says (never for few-shot or code
    tasks; `sdtp.longbench.prompts.PromptFormat`);
-2. `prefill_with_pruning` with the method's scorer and the config's schedule (timed, synchronised on both sides);
+2. `prefill_with_pruning` with the method's scorer and the config's schedule (timed, synchronised on both sides),
+   and the method's KV-cache press when it has one (`kvpress:<press>`, `sdtp+<press>`: `sdtp.kv_compression`);
 3. greedy decoding from the pruned cache, at most the task's `max_new_tokens`, stopping after EOS;
 4. the generated ids decoded with `skip_special_tokens=True` (the prompt is not part of the prediction).
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -50,12 +51,14 @@ class PredictionRow:
     _id, answers, all_classes, length: copied from the record (what the official scorer reads).
     pred:              the decoded generation (special tokens skipped).
     prompt_tokens:     model input ids after truncation and chat template.
-    tokens_per_layer:  tokens entering (and cached by) each decoder layer during prefill.
-    compression_ratio: prompt_tokens / mean(tokens_per_layer) (the SDTP paper's definition); None when "oom".
+    tokens_per_layer:  tokens entering each decoder layer during prefill (and cached by it, without a press).
+    compression_ratio: prompt_tokens / mean(kv_lengths) (the SDTP paper's definition); None when "oom".
     prefill_s:         synchronised wall-clock seconds of the pruned prefill; None when "oom".
     new_tokens:        generated tokens, EOS included when there was one (<= the task's max_new_tokens).
     status:            "ok", or "oom" when the record ran out of memory (pred "", no tokens per layer, no times).
     chat_template:     how the prompt was wrapped (`longbench.chat_template`: official | model | none).
+    kv_lengths:        tokens each layer cached after the prefill (= tokens_per_layer without a press).
+    kv_budget, press_compression_ratio: the press's budget and fraction of KV pairs removed ("" and 0.0 without one).
     """
 
     _id: Any
@@ -70,6 +73,9 @@ class PredictionRow:
     new_tokens: int
     status: str = "ok"
     chat_template: str = "official"
+    kv_lengths: list[int] = field(default_factory=list)
+    kv_budget: str = ""
+    press_compression_ratio: float = 0.0
 
 
 def ensure_eos(model, tokenizer) -> None:
@@ -96,7 +102,14 @@ def _format(prompt_format: PromptFormat | int) -> PromptFormat:
 
 
 def predict_record(
-    model, tokenizer, task: TaskSpec, record: dict, schedule: KeepSchedule, scorer, prompt_format: PromptFormat | int
+    model,
+    tokenizer,
+    task: TaskSpec,
+    record: dict,
+    schedule: KeepSchedule,
+    scorer,
+    prompt_format: PromptFormat | int,
+    kv_compression=None,
 ) -> PredictionRow:
     """Encode, prefill with pruning (timed, every device the model spans synchronised), decode greedily; one
     `PredictionRow`."""
@@ -107,7 +120,9 @@ def predict_record(
     if hasattr(scorer, "set_reference"):  # the oracle's saliency is that of the reference answer (its loss)
         scorer.set_reference(reference_ids(tokenizer, record))
     devices = model_devices(model)
-    prefill_s, result = timed(lambda: prefill_with_pruning(model, input_ids, schedule, scorer), devices)
+    prefill = lambda: prefill_with_pruning(model, input_ids, schedule, scorer, kv_compression=kv_compression)  # noqa: E731
+    prefill_s, result = timed(prefill, devices)
+    kv_lengths = result.kv_lengths  # before decoding grows the cache
     generated = decode_greedy(model, result, task.max_new_tokens, ignore_eos=False)
     generated_ids = generated[0].tolist()
     return PredictionRow(
@@ -118,10 +133,13 @@ def predict_record(
         length=record["length"],
         prompt_tokens=len(ids),
         tokens_per_layer=list(result.tokens_per_layer),
-        compression_ratio=compression_ratio(len(ids), result.tokens_per_layer),
+        compression_ratio=compression_ratio(len(ids), kv_lengths),
         prefill_s=prefill_s,
         new_tokens=len(generated_ids),
         chat_template=prompt_format.chat_template,
+        kv_lengths=kv_lengths,
+        kv_budget="" if kv_compression is None else kv_compression.budget,
+        press_compression_ratio=result.press_compression_ratio or 0.0,
     )
 
 
@@ -144,12 +162,13 @@ def oom_row(tokenizer, task: TaskSpec, record: dict, prompt_format: PromptFormat
     )
 
 
-def _warm_up(model, tokenizer, task: TaskSpec, record: dict, schedule: KeepSchedule, scorer, prompt_format):
+def _warm_up(model, tokenizer, task: TaskSpec, record: dict, schedule: KeepSchedule, scorer, prompt_format, press):
     """One untimed prefill of `record`; running out of memory here is logged (the record itself will say "oom")."""
     oom = False
     try:
         ids = _format(prompt_format).encode(task, record, tokenizer)
-        prefill_with_pruning(model, torch.tensor([ids], dtype=torch.long, device=device_of(model)), schedule, scorer)
+        input_ids = torch.tensor([ids], dtype=torch.long, device=device_of(model))
+        prefill_with_pruning(model, input_ids, schedule, scorer, kv_compression=press)
     except RuntimeError as error:  # torch.OutOfMemoryError is a RuntimeError
         if not is_out_of_memory(error):
             raise
@@ -171,20 +190,22 @@ def predict_task(
     *,
     done: int = 0,
     on_row: Callable[[PredictionRow], None] | None = None,
+    kv_compression=None,
 ) -> list[PredictionRow]:
     """Predictions for `records[done:]` in order (the first `done` ones were predicted by an earlier, interrupted run),
     after one untimed warm-up prefill; each row goes to `on_row` as soon as it exists; progress is logged every ~10
-    records. A record that runs out of memory gives an `oom_row`, and the next one runs."""
+    records. A record that runs out of memory gives an `oom_row`, and the next one runs. `kv_compression`: the
+    method's press (`sdtp.kv_compression.KVCompression`), or None."""
     todo = records[done:]
     if not todo:
         return []
-    _warm_up(model, tokenizer, task, todo[0], schedule, scorer, prompt_format)
+    _warm_up(model, tokenizer, task, todo[0], schedule, scorer, prompt_format, kv_compression)
     rows: list[PredictionRow] = []
     total_prefill_s, ok_rows, oom_rows = 0.0, 0, 0
     for i, record in enumerate(todo, start=done + 1):
         oom = False
         try:
-            row = predict_record(model, tokenizer, task, record, schedule, scorer, prompt_format)
+            row = predict_record(model, tokenizer, task, record, schedule, scorer, prompt_format, kv_compression)
         except RuntimeError as error:  # torch.OutOfMemoryError is a RuntimeError
             if not is_out_of_memory(error):
                 raise

@@ -10,7 +10,9 @@ and the run means (prompt tokens, compression ratio, prefill seconds) are over t
 prediction file written before rows had a `status` is read as all "ok".
 
 Columns (`ScoreRow`): model, method, keep_ratio, task, metric, score, n, oom_records, score_0_4k, score_4_8k,
-score_8k_plus, mean_prompt_tokens, mean_compression_ratio, mean_prefill_s.
+score_8k_plus, mean_prompt_tokens, mean_compression_ratio, mean_prefill_s, chat_template, mean_kv_fraction (mean KV per
+layer ÷ prompt tokens: the x of the quality-vs-KV-budget figure), kv_budget and press_compression_ratio (a KV-cache
+press's budget and ratio: "" and 0.0 without one).
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ class ScoreRow:
     mean_compression_ratio: float
     mean_prefill_s: float
     chat_template: str  # how the prompts were wrapped (`longbench.chat_template`), from the predictions
+    mean_kv_fraction: float = math.nan
+    kv_budget: str = ""
+    press_compression_ratio: float = 0.0
 
 
 def score_predictions(predictions: list[dict], *, model: str, method: str, keep_ratio: float, task: str) -> ScoreRow:
@@ -91,7 +96,19 @@ def score_predictions(predictions: list[dict], *, model: str, method: str, keep_
         mean_compression_ratio=mean_ok("compression_ratio"),
         mean_prefill_s=mean_ok("prefill_s"),
         chat_template=_chat_template(predictions, task),
+        mean_kv_fraction=statistics.fmean(map(kv_fraction, ok_rows)) if ok_rows else math.nan,
+        kv_budget=str(ok_rows[0].get("kv_budget", "")) if ok_rows else "",
+        press_compression_ratio=mean_ok("press_compression_ratio")
+        if ok_rows and "press_compression_ratio" in ok_rows[0]
+        else 0.0,
     )
+
+
+def kv_fraction(row: dict) -> float:
+    """Mean tokens cached per layer ÷ prompt tokens of one prediction (tokens per layer where it has no kv_lengths:
+    written before presses existed, when the two were the same; 1 / its compression ratio where it has neither)."""
+    lengths = row.get("kv_lengths") or row.get("tokens_per_layer")
+    return statistics.fmean(lengths) / row["prompt_tokens"] if lengths else 1.0 / row["compression_ratio"]
 
 
 def _chat_template(predictions: list[dict], task: str) -> str:

@@ -10,7 +10,7 @@ Each figure is one function that takes the DataFrame(s) read from `results/table
 | `peak_fraction_figure` | summary | prefill MFU and decode MBU vs context length (share of the measured peaks) |
 | `end2end_split_figure` | summary | End2End time split into prefill and decode, per length |
 | `kv_cache_figure` | latency | tokens alive per layer (the ragged cache) per keep ratio, and KV bytes vs length |
-| `quality_vs_compression_figure` | longbench | score per task vs compression ratio per method, baseline as a line |
+| `quality_vs_compression_figure` | longbench | score per task vs KV budget per method × ratio, grouped legends |
 | `score_table_figure` | longbench | per-task scores with deltas vs the baseline, coloured (the paper's Table 1) |
 | `saliency_sparsity_figure` | saliency_sparsity | fraction of salient tokens per prune layer |
 | `pruner_losses_figure` | pruner_losses | pruner training curves, one line per loss term |

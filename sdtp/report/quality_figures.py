@@ -16,8 +16,10 @@ from plotly.subplots import make_subplots
 
 from sdtp.report.style import (
     DASHES,
+    GROUP_SYMBOLS,
     LOSS_COLOURS,
     LOSS_TERMS,
+    METHOD_GROUPS,
     OTHER_COLOUR,
     SPLIT_COLOURS,
     SYMBOLS,
@@ -27,27 +29,53 @@ from sdtp.report.style import (
     has_columns,
     log_ticks,
     method_colour,
+    method_group,
     method_rank,
     model_label,
     ratio_styles,
 )
 
 
-def quality_vs_compression_figure(longbench: pd.DataFrame) -> go.Figure | None:
-    """Score per task vs compression ratio per method (one panel per task); the baseline is a horizontal line.
+def kv_fraction_column(rows: pd.DataFrame) -> tuple[str, str]:
+    """(column, axis title) of the KV budget of score rows: `mean_kv_fraction` (mean KV per layer ÷ prompt tokens,
+    presses included), else 1 / `mean_compression_ratio` (rows written before presses existed), else the keep ratio."""
+    if "mean_kv_fraction" in rows.columns and rows.mean_kv_fraction.notna().all():
+        return "mean_kv_fraction", "KV budget: mean KV per layer ÷ prompt tokens"
+    if "mean_compression_ratio" in rows.columns:
+        rows["mean_kv_fraction"] = 1.0 / rows.mean_compression_ratio
+        return "mean_kv_fraction", "KV budget: mean KV per layer ÷ prompt tokens"
+    return "keep_ratio", "keep ratio per stage"
 
-    x is the predictions' mean compression ratio (original tokens ÷ mean tokens over layers); tables without that
-    column fall back to the keep ratio per stage.
+
+def _group_legends(fig: go.Figure, groups: list[str]) -> dict[str, str]:
+    """One legend per method group (prefill pruning, KV compression, combined), stacked right of the plot, titled."""
+    ids = {group: "legend" if i == 0 else f"legend{i + 1}" for i, group in enumerate(groups)}
+    for i, (group, legend) in enumerate(ids.items()):
+        fig.update_layout(
+            {
+                legend: dict(
+                    title=dict(text=f"<b>{group}</b>"), x=1.02, xanchor="left", y=1 - i / len(ids), yanchor="top"
+                )
+            }
+        )
+    return ids
+
+
+def quality_vs_compression_figure(longbench: pd.DataFrame) -> go.Figure | None:
+    """Score per task vs KV budget, one point per method × keep ratio (one panel per task); the baseline is a
+    horizontal line. The legend groups methods: prefill pruning, KV compression (kvpress presses alone) and combined
+    (token pruning, then a press).
+
+    x is the mean KV cached per layer ÷ the prompt's tokens (the SDTP paper's compression, inverted: 1 = everything
+    kept), from the score rows' `mean_kv_fraction` (older tables: 1 / `mean_compression_ratio`; else the keep ratio).
     """
     if not has_columns(longbench, "model", "method", "keep_ratio", "task", "score"):
         return None
     rows = longbench.dropna(subset=["score"])
     if rows.empty:
         return None
-    if "mean_compression_ratio" in rows.columns:
-        xcol, xtitle = "mean_compression_ratio", "compression ratio (×)"
-    else:
-        xcol, xtitle = "keep_ratio", "keep ratio per stage"
+    rows = rows.copy()
+    xcol, xtitle = kv_fraction_column(rows)
     tasks = sorted(rows.task.unique())
     cols = min(len(tasks), 3)
     nrows = math.ceil(len(tasks) / cols)
@@ -56,6 +84,9 @@ def quality_vs_compression_figure(longbench: pd.DataFrame) -> go.Figure | None:
     fig = make_subplots(
         rows=nrows, cols=cols, subplot_titles=titles, horizontal_spacing=0.08, vertical_spacing=0.08 + 0.16 / nrows
     )
+    groups = [g for g in METHOD_GROUPS if g in set(rows.method.map(method_group)) and g != "baseline"]
+    legends = _group_legends(fig, groups or ["prefill pruning"])
+    first_legend = next(iter(legends.values()))
     styles = ratio_styles(rows.keep_ratio)
     model_of = model_label(rows)
     x_max = float(rows[xcol].max())
@@ -76,6 +107,7 @@ def quality_vs_compression_figure(longbench: pd.DataFrame) -> go.Figure | None:
                         y=[score, score],
                         mode="lines",
                         name=name,
+                        legend=first_legend,
                         legendgroup=name,
                         showlegend=name not in shown,
                         line=dict(color=method_colour("baseline"), dash="dash", width=2),
@@ -89,6 +121,7 @@ def quality_vs_compression_figure(longbench: pd.DataFrame) -> go.Figure | None:
             for method in sorted(of_model.method.unique(), key=method_rank):
                 if method == "baseline":
                     continue
+                group = method_group(method)
                 points = of_model[of_model.method == method].sort_values(xcol)
                 name = f"{model_of(model)} · {method}" if model_of(model) else method
                 nan = points.score * float("nan")
@@ -100,14 +133,21 @@ def quality_vs_compression_figure(longbench: pd.DataFrame) -> go.Figure | None:
                         y=points.score.tolist(),
                         mode="lines+markers",
                         name=name,
+                        legend=legends.get(group, first_legend),
                         legendgroup=name,
                         showlegend=name not in shown,
-                        line=dict(color=method_colour(method)),
-                        marker=dict(size=9, symbol=[styles[float(k)][1] for k in points.keep_ratio]),
+                        line=dict(color=method_colour(method), dash="dot" if group == "combined" else "solid"),
+                        marker=dict(
+                            size=10 if group == "prefill pruning" else 12,
+                            symbol=[
+                                styles[float(k)][1] if group == "prefill pruning" else GROUP_SYMBOLS[group]
+                                for k in points.keep_ratio
+                            ],
+                        ),  # fmt: skip
                         customdata=list(zip(points.keep_ratio, points[xcol], delta, n, strict=True)),
                         hovertemplate=(
-                            f"<b>{html.escape(name)}</b> · {html.escape(task)}"
-                            "<br>keep ratio %{customdata[0]:g} per stage<br>compression %{customdata[1]:.4f}×"
+                            f"<b>{html.escape(name)}</b> ({group}) · {html.escape(task)}"
+                            "<br>keep ratio %{customdata[0]:g}<br>KV budget %{customdata[1]:.4f} of the prompt"
                             "<br>score %{y:.4g} (Δ vs baseline %{customdata[2]:+.4g})"
                             "<br>%{customdata[3]} samples<extra></extra>"
                         ),
@@ -118,7 +158,8 @@ def quality_vs_compression_figure(longbench: pd.DataFrame) -> go.Figure | None:
                 shown.add(name)
     fig.update_xaxes(title=xtitle)
     fig.update_yaxes(title="score (0–100)")
-    return apply_layout(fig, "Quality vs compression per task (dashed: the unpruned baseline)", 180 + 340 * nrows)
+    title = "Quality vs KV budget per task (one point per method × keep ratio; dashed: the unpruned baseline)"
+    return apply_layout(fig, title, 180 + 340 * nrows)
 
 
 def _delta_colour(delta: float, scale: float) -> str:

@@ -12,6 +12,8 @@ from collections.abc import Callable
 import pandas as pd
 import plotly.graph_objects as go
 
+from sdtp.kv_compression import method_kind, parse_method
+
 METHODS = ("baseline", "sdtp", "random", "streaming", "attention", "oracle")
 METHOD_COLOURS = {
     "baseline": "#4d4d4d",
@@ -22,6 +24,21 @@ METHOD_COLOURS = {
     "oracle": "#ff7f0e",
 }
 OTHER_COLOUR = "#8c564b"
+# KV-cache presses (sdtp.kv_compression): a press alone and SDTP (or another scorer) + that press share its colour;
+# the legend's group (`METHOD_GROUPS`) and the marker (`GROUP_SYMBOLS`) tell them apart.
+PRESS_COLOURS = {
+    "snapkv": "#17becf",
+    "streaming_llm": "#bcbd22",
+    "pyramidkv": "#e377c2",
+    "tova": "#7f7f7f",
+    "knorm": "#aec7e8",
+    "expected_attention": "#98df8a",
+    "keydiff": "#c5b0d5",
+    "lagkv": "#ffbb78",
+    "random": "#c49c94",
+}
+METHOD_GROUPS = ("baseline", "prefill pruning", "KV compression", "combined")
+GROUP_SYMBOLS = {"prefill pruning": "circle", "KV compression": "diamond", "combined": "star", "baseline": "circle"}
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star")
 LOSS_TERMS = ("total", "lm", "mse", "rank")
@@ -33,11 +50,29 @@ LENGTH_TITLE = "context length (tokens, log scale)"
 
 
 def method_colour(method: str) -> str:
-    return METHOD_COLOURS.get(method, OTHER_COLOUR)
+    if method in METHOD_COLOURS:
+        return METHOD_COLOURS[method]
+    press = _press_of(method)
+    return PRESS_COLOURS.get(press, OTHER_COLOUR) if press else OTHER_COLOUR
+
+
+def _press_of(method: str) -> str | None:
+    try:
+        return parse_method(method).press
+    except ValueError:
+        return None
+
+
+def method_group(method: str) -> str:
+    """The legend group: baseline, prefill pruning (token pruning), KV compression (a press alone) or combined."""
+    return method_kind(method)
 
 
 def method_rank(method: str) -> int:
-    return METHODS.index(method) if method in METHODS else len(METHODS)
+    """Display order: METHODS first, then presses alone, then combined methods."""
+    if method in METHODS:
+        return METHODS.index(method)
+    return len(METHODS) + METHOD_GROUPS.index(method_group(method))
 
 
 def ratio_styles(ratios) -> dict[float, tuple[str, str]]:

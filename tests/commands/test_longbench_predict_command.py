@@ -81,6 +81,9 @@ SCORE_COLUMNS = [
     "mean_compression_ratio",
     "mean_prefill_s",
     "chat_template",
+    "mean_kv_fraction",
+    "kv_budget",
+    "press_compression_ratio",
 ]
 
 
@@ -97,6 +100,9 @@ PREDICTION_FIELDS = {
     "new_tokens",
     "status",
     "chat_template",
+    "kv_lengths",
+    "kv_budget",
+    "press_compression_ratio",
     "job_key",
     "host",
     "slurm_job_id",

@@ -152,10 +152,34 @@ def test_quality_vs_compression_figure(tables):
     baseline = fig.data[0]
     assert set(baseline.y) == {kv[kv.method == "baseline"].score.iloc[0]} and baseline.line.dash == "dash"
     sdtp = fig.data[1]
-    expected = kv[kv.method == "sdtp"].sort_values("mean_compression_ratio")
-    assert list(sdtp.x) == pytest.approx(expected.mean_compression_ratio.tolist())
+    # x: the KV budget (1 / the compression ratio where the rows have no mean_kv_fraction)
+    expected = kv[kv.method == "sdtp"].assign(kv=lambda f: 1 / f.mean_compression_ratio).sort_values("kv")
+    assert list(sdtp.x) == pytest.approx(expected.kv.tolist())
     assert list(sdtp.y) == pytest.approx(expected.score.tolist())
-    assert fig.layout.xaxis.title.text.startswith("compression ratio")
+    assert fig.layout.xaxis.title.text == "KV budget: mean KV per layer ÷ prompt tokens"
+    assert fig.layout.legend.title.text == "<b>prefill pruning</b>"
+
+
+def test_quality_vs_kv_budget_groups_presses_and_combined_methods(tables):
+    scores = tables["longbench"]
+    sdtp = scores[scores.method == "sdtp"]
+    presses = [
+        sdtp.assign(method=method, score=sdtp.score - shift, mean_kv_fraction=fraction)
+        for method, shift, fraction in (("kvpress:snapkv", 3.0, 0.4), ("sdtp+snapkv", 5.0, 0.2))
+    ]
+    rows = pd.concat([scores.assign(mean_kv_fraction=1 / scores.mean_compression_ratio), *presses])
+    fig = quality_vs_compression_figure(rows)
+    legend_of = {t.name: t.legend for t in fig.data if t.showlegend}
+    assert legend_of["baseline"] == legend_of["sdtp"] == "legend"
+    assert (legend_of["kvpress:snapkv"], legend_of["sdtp+snapkv"]) == ("legend2", "legend3")
+    assert [fig.layout[key].title.text for key in ("legend", "legend2", "legend3")] == [
+        "<b>prefill pruning</b>", "<b>KV compression</b>", "<b>combined</b>",
+    ]  # fmt: skip
+    press = next(t for t in fig.data if t.name == "kvpress:snapkv")
+    combined = next(t for t in fig.data if t.name == "sdtp+snapkv")
+    assert set(press.x) == {0.4} and set(combined.x) == {0.2}
+    assert press.line.color == combined.line.color != fig.data[1].line.color  # the press's colour, not sdtp's
+    assert set(press.marker.symbol) == {"diamond"} and set(combined.marker.symbol) == {"star"}
 
 
 def test_quality_falls_back_to_keep_ratio(tables):
