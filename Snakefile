@@ -28,6 +28,7 @@ include: "rules/pruner.smk"
 include: "rules/latency.smk"
 include: "rules/peak.smk"
 include: "rules/longbench.smk"
+include: "rules/lm_eval.smk"
 include: "rules/tables.smk"
 include: "rules/report.smk"
 

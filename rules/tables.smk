@@ -5,6 +5,7 @@ rule tables:
         losses=training_outputs(),
         sparsity=sparsity_outputs(),
         peaks=peak_outputs(),
+        lm_eval=lm_eval_outputs(),
     output:
         table_outputs(),
     log:
@@ -15,4 +16,5 @@ rule tables:
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
         "python -m sdtp tables --latency {input.latency} --scores {input.scores} --losses {input.losses}"
-        " --sparsity {input.sparsity} --peaks {input.peaks} --out-dir {params.out_dir} > {log} 2>&1"
+        " --sparsity {input.sparsity} --peaks {input.peaks}"
+        " --lm-eval {input.lm_eval} --out-dir {params.out_dir} > {log} 2>&1"

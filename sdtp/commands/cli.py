@@ -41,6 +41,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sdtp.commands.longbench_score",
         "score one prediction file with the official LongBench metric",
     ),
+    "lm-eval": (
+        "sdtp.commands.lm_eval",
+        "lm-evaluation-harness's CLI with the `sdtp` model registered (arguments as lm_eval's)",
+    ),
+    "lm-eval-task": ("sdtp.commands.lm_eval_task", "write the offline demo's local harness task (multiple choice)"),
+    "lm-eval-run": (
+        "sdtp.commands.lm_eval_run",
+        "one method, keep ratio and harness task through lm_eval.simple_evaluate, to Parquet",
+    ),
     "tables": ("sdtp.commands.tables", "aggregate per-job Parquet into the workflow's tables"),
     "report": ("sdtp.commands.report", "Plotly figures and the self-contained offline HTML dashboard from the tables"),
 }

@@ -8,6 +8,8 @@ Writes into `--out-dir`:
   each, MFU and MBU (`sdtp.report.tables.summarize_latency`).
 - `longbench.parquet`: one row per (model, method, keep_ratio, task) score with `delta_vs_baseline`.
 - `saliency_sparsity.parquet`, `pruner_losses.parquet`: concatenated as they are.
+- `lm_eval.parquet`: one row per (model, method, keep_ratio, task, subtask, metric, filter) harness score with its
+  stderr and `delta_vs_baseline` (`--lm-eval`: the lm-eval-run files).
 A table with no inputs is written empty (no rows), so downstream figures can say "not configured".
 """
 
@@ -19,7 +21,7 @@ import logging
 import pandas as pd
 
 from sdtp.commands.outputs import write_parquet
-from sdtp.report.tables import longbench_with_deltas, summarize_latency
+from sdtp.report.tables import lm_eval_with_deltas, longbench_with_deltas, summarize_latency
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ def concat_parquet(paths: list[str]) -> pd.DataFrame:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    for name in ("latency", "scores", "losses", "sparsity"):
+    for name in ("latency", "scores", "losses", "sparsity", "lm-eval"):
         parser.add_argument(f"--{name}", nargs="*", default=[], help=f"per-job {name} Parquet files")
     parser.add_argument(
         "--peaks", nargs="*", default=[], help="measured device peaks (python -m sdtp peak), for the roofline columns"
@@ -50,6 +52,7 @@ def main(args: argparse.Namespace) -> int:
         "longbench": longbench_with_deltas(concat_parquet(args.scores)),
         "saliency_sparsity": concat_parquet(args.sparsity),
         "pruner_losses": concat_parquet(args.losses),
+        "lm_eval": lm_eval_with_deltas(concat_parquet(args.lm_eval)),
     }
     for name, table in tables.items():
         write_parquet(table, out / f"{name}.parquet")

@@ -10,6 +10,8 @@
   measured peak get NaN there (and the log says so).
 - `longbench_with_deltas`: one row per (model, method, keep_ratio, task) score with `delta_vs_baseline`, and
   `oom_records` (records that ran out of memory, scored 0; 0 for score files written before the column existed).
+- `lm_eval_with_deltas`: one row per (model, method, keep_ratio, task, subtask, metric, filter) harness score with
+  `delta_vs_baseline`.
 
 `TABLES` names the tables, in the order the report lists them.
 """
@@ -24,7 +26,8 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 SUMMARY_KEYS = ["model", "method", "keep_ratio", "length"]
-TABLES = ("latency", "summary", "longbench", "saliency_sparsity", "pruner_losses")
+TABLES = ("latency", "summary", "longbench", "saliency_sparsity", "pruner_losses", "lm_eval")
+LM_EVAL_KEYS = ["model", "task", "subtask", "metric", "filter"]
 
 
 # The roofline's inputs in latency rows (sdtp.latency.LatencyRow); NaN for rows written before they existed.
@@ -137,3 +140,17 @@ def longbench_with_deltas(scores: pd.DataFrame) -> pd.DataFrame:
         scores.score - baseline.reindex(pd.MultiIndex.from_frame(scores[["model", "task"]])).to_numpy()
     )
     return scores.sort_values(["model", "task", "method", "keep_ratio"], ignore_index=True)
+
+
+def lm_eval_with_deltas(scores: pd.DataFrame) -> pd.DataFrame:
+    """Harness scores with `delta_vs_baseline` = score − the baseline's on the same model, task, subtask, metric and
+    filter (NaN without a baseline row)."""
+    if scores.empty:
+        return scores
+    baseline = scores[scores.method == "baseline"].set_index(LM_EVAL_KEYS).score
+    baseline = baseline[~baseline.index.duplicated()]
+    scores = scores.copy()
+    scores["delta_vs_baseline"] = (
+        scores.score - baseline.reindex(pd.MultiIndex.from_frame(scores[LM_EVAL_KEYS])).to_numpy()
+    )
+    return scores.sort_values([*LM_EVAL_KEYS, "method", "keep_ratio"], ignore_index=True)
