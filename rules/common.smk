@@ -198,29 +198,29 @@ def latency_pruner_arg(wildcards, input):
     return pruner_arg(wildcards, input)
 
 
-def job_request(rule, wildcards, input):
-    """(memory estimate, assumed seconds) of one job of `rule` (sdtp.job_resources, no torch): from the model's
-    config.json (the demo model the workflow built, a local model.id, or the HF cache) and the job's longest sequence.
-    Latency jobs estimate the model they time (`latency.model` when set)."""
+def job_request(name, wildcards, input):
+    """(memory estimate, assumed seconds) of one job of `name` (a rule's name), by sdtp.job_resources (no torch) from
+    the model's config.json (the demo model the workflow built, a local model.id, or the HF cache) and the job's
+    longest sequence. Latency jobs estimate the model they time (`latency.model` when set)."""
     model_dir = getattr(input, "model", None) or None
-    if rule == "latency":
+    if name == "latency":
         model, length = latency_model_section(), int(wildcards.length)
-        return job_resources.rule_request(config, rule, model, model_dir, length=length)
-    if rule == "predict":
+        return job_resources.rule_request(config, name, model, model_dir, length=length)
+    if name == "predict":
         new_tokens = get_task(wildcards.task).max_new_tokens
-        return job_resources.rule_request(config, rule, None, model_dir, method=wildcards.method, new_tokens=new_tokens)
-    return job_resources.rule_request(config, rule, None, model_dir)
+        return job_resources.rule_request(config, name, None, model_dir, method=wildcards.method, new_tokens=new_tokens)
+    return job_resources.rule_request(config, name, None, model_dir)
 
 
-def mem_mb_of(rule):
+def mem_mb_of(name):
     """A rule's `mem_mb` (SLURM --mem): its job's estimate + headroom, more on each retry; a profile's set-resources
     overrides it."""
-    return lambda wildcards, input, attempt: job_resources.mem_mb(job_request(rule, wildcards, input)[0], attempt)
+    return lambda wildcards, input, attempt: job_resources.mem_mb(job_request(name, wildcards, input)[0], attempt)
 
 
-def runtime_of(rule):
+def runtime_of(name):
     """A rule's `runtime` in minutes (SLURM --time), from its job's FLOPs and bytes at pessimistic rates."""
-    return lambda wildcards, input, attempt: job_resources.runtime_min(job_request(rule, wildcards, input)[1], attempt)
+    return lambda wildcards, input, attempt: job_resources.runtime_min(job_request(name, wildcards, input)[1], attempt)
 
 
 def latency_threads():
