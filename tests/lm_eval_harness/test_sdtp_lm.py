@@ -14,7 +14,8 @@ from lm_eval.api.instance import Instance  # noqa: E402
 from lm_eval.models.huggingface import HFLM  # noqa: E402
 from lm_eval.tasks import TaskManager  # noqa: E402
 
-from sdtp.lm_eval import SdtpLM, continuation_logprobs  # noqa: E402
+from sdtp.continuation import continuation_logprobs  # noqa: E402
+from sdtp.lm_eval import SdtpLM  # noqa: E402
 from sdtp.models import load_model  # noqa: E402
 from sdtp.reference import alive_masks, reference_decode_logits  # noqa: E402
 
@@ -164,3 +165,29 @@ def test_registered_as_sdtp_and_built_from_a_model_args_string(tiny_model_dir):
         {"batch_size": 1, "max_batch_size": None, "device": "cpu"},
     )
     assert lm.schedule.layers == [1, 3] and lm.keep_ratio == 0.6 and lm.scorer.seed == 3
+
+
+def test_press_methods_score_the_continuation_on_the_compressed_cache(tiny_model_dir):
+    """`kvpress:<press>`: the press shortens each layer's cache in the prefill; the continuation block through that
+    cache equals feeding it token by token with `decode_step` (which needs no mask)."""
+    from sdtp.engine import decode_step
+    from sdtp.kv_compression import kvpress_installed
+
+    if not kvpress_installed():
+        pytest.skip("the kvpress extra is not installed: pip install -e '.[kvpress]'")
+    lm = SdtpLM(
+        pretrained=str(tiny_model_dir), method="kvpress:knorm", keep_ratio=0.5, kvpress_budget="keep_ratio",
+        device="cpu", **SCHEDULE,
+    )  # fmt: skip
+    context = lm.tokenizer.encode(" ".join(["november oscar papa alpha"] * 12))
+    continuation = lm.tokenizer.encode("bravo charlie delta echo", add_special_tokens=False)
+    [(logprob, _)] = lm._loglikelihood_tokens([(None, context, continuation)])
+    assert lm.compression_ratios[-1] > 1.5  # the press removed about half of every layer's cache
+
+    prefill = lm._prefill(context)
+    assert max(prefill.kv_lengths) < len(context)
+    rows = [prefill.logits[0]]
+    for i, token in enumerate(continuation[:-1]):
+        rows.append(decode_step(lm.model, prefill.cache, torch.tensor([[token]]), len(context) + i)[0])
+    stepwise = torch.stack(rows).log_softmax(-1).gather(1, torch.tensor(continuation)[:, None]).sum()
+    assert logprob == pytest.approx(float(stepwise), abs=1e-4)
