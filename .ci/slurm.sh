@@ -36,7 +36,7 @@ if [ -n "$downgraded" ]; then
     echo "the [slurm] extra downgraded: $downgraded" >&2
     exit 1
 fi
-python -m pip show snakemake-executor-plugin-slurm | head -2
+python -c 'from importlib.metadata import version as v; p = "snakemake-executor-plugin-slurm"; print(p, v(p))'
 
 echo "== single-node SLURM cluster"
 export SDTP_SLURM_DIR="${SDTP_SLURM_DIR:-/tmp/sdtp-slurm}"

@@ -50,7 +50,11 @@ _NON_JOB_STEPS = {4294967292, 4294967293, 4294967294, 4294967295}
 def slurm_step_pins_devices() -> bool:
     """True inside an `srun` job step of a SLURM job: its GPUs are bound by SLURM (snakemake-executor-plugin-slurm
     runs each job as such a step, through its jobstep plugin). False outside SLURM and in an allocation's shell or
-    batch script (`salloc`, `sbatch`), where several local jobs share the allocated GPUs and must pool them."""
+    batch script (`salloc`, `sbatch`), where several local jobs share the allocated GPUs and must pool them.
+
+    Seen on a real cluster (tests/slurm, plugin 2.8 with its jobstep plugin 0.6): the batch script has SLURM_JOB_ID
+    and no SLURM_STEP_ID; the job's command runs under `srun -n1 …` with SLURM_STEP_ID=0 and SLURM's
+    CUDA_VISIBLE_DEVICES."""
     step = os.environ.get("SLURM_STEP_ID", "")
     return bool(os.environ.get("SLURM_JOB_ID")) and step.isdigit() and int(step) not in _NON_JOB_STEPS
 
