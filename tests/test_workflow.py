@@ -53,6 +53,16 @@ def test_smoke_dag_writes_every_table(smoke_run):
     summary = tables["summary"]
     assert set(summary.columns) >= {"prefill_speedup", "ideal_speedup", "measured_over_ideal", "e2e_speedup"}
     assert summary.loc[summary.method == "baseline", "prefill_speedup"].tolist() == [1.0]
+    # The roofline columns, on the peaks the `peak` rule measured on this CPU: finite for every ok row.
+    roofline = [
+        f"{phase}_{column}"
+        for phase in ("prefill", "decode", "e2e")
+        for column in ("ideal_speedup", "measured_over_ideal")
+    ] + ["prefill_tflops_per_s", "prefill_mfu", "decode_gbytes_per_s", "decode_mbu"]
+    ok = summary[summary.status == "ok"]
+    assert len(ok) == len(summary) and ok[roofline].notna().all().all() and (ok[roofline] > 0).all().all()
+    peaks = pd.read_parquet(smoke_run / "results-smoke" / "peak" / "cpu.parquet")
+    assert set(peaks.device) == set(tables["latency"].device) and (peaks.gemm_flops_per_s > 0).all()
     assert set(tables["longbench"].method) == {"baseline", "sdtp", "random", "streaming", "attention", "oracle"}
     assert tables["longbench"].delta_vs_baseline.notna().all()
     assert len(tables["saliency_sparsity"]) > 0 and len(tables["pruner_losses"]) > 0
