@@ -29,7 +29,7 @@ echo "== lm_eval tests"
 python -m pytest -q tests/lm_eval_harness
 
 echo "   ($((SECONDS - start)) s so far)"
-echo "== the lm_eval stage: configs/smoke.yaml + configs/smoke-lm-eval.yaml, in a copy of the project"
+echo "== the lm_eval stage: configs/smoke-lm-eval.yaml, in a copy of the project"
 project="$tmp/project"
 mkdir "$project"
 cp -r Snakefile config.yaml rules schemas configs report envs profiles "$project/"
@@ -37,7 +37,7 @@ jobs=()
 for job in baseline/r1.0 streaming/r0.5; do
     jobs+=("results-smoke/lm_eval/smoke-qwen2/$job/synthetic_needle_choice.parquet")
 done
-(cd "$project" && snakemake --cores 2 --quiet rules --configfile configs/smoke.yaml configs/smoke-lm-eval.yaml -- "${jobs[@]}")
+(cd "$project" && snakemake --cores 2 --quiet rules --configfile configs/smoke-lm-eval.yaml -- "${jobs[@]}")
 (cd "$project" && python -m sdtp --log-level WARNING tables --lm-eval "${jobs[@]}" --out-dir "$tmp/tables")
 python - "$tmp/tables/lm_eval.parquet" <<'PY'
 import sys

@@ -53,7 +53,7 @@ def test_workflow_refuses_lm_eval_tasks_without_harness_and_the_demo_plans_none(
     assert default.returncode == 0, default.stderr[-3000:]
     assert re.search(r"^rule lm_eval", default.stdout, re.M) is None  # no harness job planned…
     assert re.search(r"^rule tables:", default.stdout, re.M)  # …in a plan that has the others
-    refused = dry_run(project, "--configfile", "config.yaml", "configs/demo-lm-eval.yaml")
+    refused = dry_run(project, "--configfile", "configs/demo-lm-eval.yaml")
     assert refused.returncode != 0
     message = refused.stdout + refused.stderr
     assert "lm_eval.tasks is set (synthetic_needle_choice)" in message and INSTALL in message, message[-3000:]
