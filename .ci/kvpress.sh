@@ -20,7 +20,7 @@ echo "== [kvpress] extra into a fresh virtualenv ($venv)"
 "$venv/bin/python" -m pip install --quiet "torch==2.13.0"
 "$venv/bin/python" -m pip install --quiet -e ".[test,kvpress]"
 "$venv/bin/python" -m pip check
-"$venv/bin/python" -m pip show kvpress | head -2
+"$venv/bin/python" -c 'from importlib.metadata import version; print("kvpress", version("kvpress"))'
 kvpress_versions="$("$venv/bin/python" -c "$versions")"
 echo "torch, transformers: main suite $main_versions; with kvpress $kvpress_versions"
 if [ "$main_versions" != "$kvpress_versions" ]; then
