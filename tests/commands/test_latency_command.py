@@ -51,7 +51,9 @@ def test_latency_rows_name_the_slurm_job_and_devices_that_produced_them(tmp_path
         "schedule": {"start": 1, "step": 2, "stages": 2, "min_local": 4},
         "latency": {"warmup": 0, "repeats": 2, "new_tokens": 2},
     }
+    # as inside the executor plugin's srun step: SLURM pinned GPU 3, the pool stands aside (and holds no lock after)
     monkeypatch.setenv("SLURM_JOB_ID", "4711")
+    monkeypatch.setenv("SLURM_STEP_ID", "0")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
     out = tmp_path / "L32.parquet"
     argv = ["latency", "--settings", json.dumps(settings), "--model-dir", str(tmp_path / "model")]
@@ -59,9 +61,11 @@ def test_latency_rows_name_the_slurm_job_and_devices_that_produced_them(tmp_path
     frame = pd.read_parquet(out)
     assert list(frame.slurm_job_id) == ["4711", "4711"] and list(frame.cuda_visible_devices) == ["3", "3"]
     assert frame.host.notna().all()
-    monkeypatch.delenv("SLURM_JOB_ID")
+    for name in ("SLURM_JOB_ID", "SLURM_STEP_ID", "CUDA_VISIBLE_DEVICES"):
+        monkeypatch.delenv(name)
     assert cli_main([*argv, "--method", "baseline", "--ratio", "1.0", "--length", "32", "--out", str(out)]) == 0
-    assert pd.read_parquet(out).slurm_job_id.isna().all()  # null outside SLURM
+    rows = pd.read_parquet(out)
+    assert rows.slurm_job_id.isna().all() and rows.cuda_visible_devices.isna().all()  # null outside SLURM
 
 
 def test_latency_on_a_shape_of_its_own_times_sdtp_with_a_random_init_pruner_of_its_size(tmp_path):
