@@ -31,8 +31,14 @@ HOOK_KWARGS = ("past_key_values", "cache_position")
 
 def hook_needs_kwargs(press) -> tuple[str, ...]:
     """The keys of `HOOK_KWARGS` that the press's `forward_hook` source reads (empty: no wrapper is needed)."""
+    return _hook_reads(type(press))
+
+
+@functools.cache
+def _hook_reads(press_type: type) -> tuple[str, ...]:
+    """Once per press class: reading a hook's source takes milliseconds, a tiny model's whole prefill."""
     try:
-        source = inspect.getsource(type(press).forward_hook)
+        source = inspect.getsource(press_type.forward_hook)
     except (OSError, TypeError):  # no source (compiled, zipped): assume the hook reads what 0.5.2's reads
         return HOOK_KWARGS
     return tuple(key for key in HOOK_KWARGS if f'"{key}"' in source or f"'{key}'" in source)
