@@ -84,6 +84,9 @@ SCORE_COLUMNS = [
     "mean_kv_fraction",
     "kv_budget",
     "press_compression_ratio",
+    "host",  # sdtp.provenance: the scoring job's
+    "slurm_job_id",
+    "cuda_visible_devices",
 ]
 
 

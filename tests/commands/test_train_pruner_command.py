@@ -7,6 +7,7 @@ import json
 import pandas as pd
 from tiny_models import TINY_MODEL_SETTINGS, make_samples, random_ids, save_tiny_model
 
+from sdtp import provenance
 from sdtp.commands.cli import main as cli_main
 from sdtp.engine import prefill_with_pruning
 from sdtp.pruner import PruningModule
@@ -66,7 +67,8 @@ def test_train_pruner_command_end_to_end(tmp_path):
     assert set(meta["heldout_token_type_spearman"]) == {"1", "2"}
     assert meta["train_prompt_chat_template"] == "unrecorded"  # train.parquet written without the column
     losses = pd.read_parquet(losses_path)
-    assert list(losses.columns) == LOSS_COLUMNS and len(losses) == 6
+    assert list(losses.columns) == [*LOSS_COLUMNS, *provenance.COLUMNS] and len(losses) == 6
+    assert losses.host.notna().all() and losses.slurm_job_id.isna().all()  # outside SLURM
     assert set(losses.model) == {"tiny"} and set(losses.keep_ratio) == {0.5} and set(losses["sample"]) == {0, 1, 2}
     assert not list(out.parent.glob(".*tmp"))
     scorer = get_scorer("sdtp", checkpoint=out)
