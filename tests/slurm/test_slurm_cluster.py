@@ -164,7 +164,7 @@ def test_every_model_job_ran_as_a_slurm_job_with_one_gpu(cluster_runs):
         if rule in GPU_RULES:
             assert head.count("--gpus=1") == 1 and "--gres" not in head, head
             assert 2048 < mem_mb < 4000, head  # the tiny model's estimate + 2 GiB of headroom
-        elif rule == "peak":  # measures the device the latency jobs run on: a GPU, no model, the profile's memory
+        elif rule in ("peak", "demo_model"):  # a GPU (peaks of the latency jobs' device; training), no estimate
             assert head.count("--gpus=1") == 1 and "--gres" not in head and mem_mb == 4000, head
         else:
             assert "--gpus" not in head and "--gres" not in head, head
