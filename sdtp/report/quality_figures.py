@@ -41,8 +41,9 @@ def kv_fraction_column(rows: pd.DataFrame) -> tuple[str, str]:
     presses included), else 1 / `mean_compression_ratio` (rows written before presses existed), else the keep ratio."""
     if "mean_kv_fraction" in rows.columns and rows.mean_kv_fraction.notna().all():
         return "mean_kv_fraction", "KV budget: mean KV per layer ÷ prompt tokens"
-    if "mean_compression_ratio" in rows.columns:
-        rows["mean_kv_fraction"] = 1.0 / rows.mean_compression_ratio
+    if "mean_compression_ratio" in rows.columns:  # score files from before presses existed: no mean_kv_fraction
+        inverse = 1.0 / rows.mean_compression_ratio
+        rows["mean_kv_fraction"] = rows.mean_kv_fraction.fillna(inverse) if "mean_kv_fraction" in rows else inverse
         return "mean_kv_fraction", "KV budget: mean KV per layer ÷ prompt tokens"
     return "keep_ratio", "keep ratio per stage"
 
