@@ -10,7 +10,7 @@ import os
 import pytest
 from tiny_models import WORDS, make_fixture_model, make_fixture_tokenizer
 
-HARNESS_MISSING = "lm-evaluation-harness is not installed (pip install -e '.[lm-eval]'; .ci/lm_eval.sh runs these)"
+HARNESS_MISSING = "lm-evaluation-harness is not installed (pip install -e '.[lm-eval]'; .ci/extras.sh runs these)"
 
 MC_YAML = """task: tiny_mc
 dataset_path: json
