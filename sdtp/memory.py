@@ -157,7 +157,7 @@ class MemoryEstimate:
 
 
 def dtype_name(dtype) -> str:
-    """"bfloat16" for torch.bfloat16 or "bfloat16"; a name torch does not know as a model dtype is an error."""
+    """ "bfloat16" for torch.bfloat16 or "bfloat16"; a name torch does not know as a model dtype is an error."""
     name = str(dtype).removeprefix("torch.")
     if name not in DTYPE_BYTES:
         raise ValueError(f"unknown model dtype {dtype!r}: expected one of {sorted(DTYPE_BYTES)}")
