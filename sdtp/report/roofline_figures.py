@@ -43,6 +43,15 @@ def _phases(rows: pd.DataFrame) -> list[tuple[str, str, str, str]]:
     return present
 
 
+def _configurations(rows: pd.DataFrame):
+    """Per (model, method, keep ratio): the method, its rows by length, its (dash, symbol) and its legend name."""
+    styles, model_of = ratio_styles(rows.keep_ratio), model_label(rows)
+    for model, method, ratio in config_keys(rows):
+        config = rows[(rows.model == model) & (rows.method == method) & (rows.keep_ratio == ratio)]
+        name = config_label(method, ratio, model_of(model))
+        yield method, config.sort_values("length"), styles[float(ratio)], name
+
+
 def speedup_vs_ideal_figure(summary: pd.DataFrame) -> go.Figure | None:
     """Per phase, measured speedup vs its ideal (top, y = x is ideal) and measured ÷ ideal per length (bottom)."""
     if not has_columns(summary, "model", "method", "keep_ratio", "length", "prefill_speedup"):
@@ -52,8 +61,6 @@ def speedup_vs_ideal_figure(summary: pd.DataFrame) -> go.Figure | None:
     phases = _phases(rows)
     if rows.empty or not phases:
         return None
-    styles = ratio_styles(rows.keep_ratio)
-    model_of = model_label(rows)
     fig = make_subplots(
         rows=2,
         cols=len(phases),
@@ -67,11 +74,7 @@ def speedup_vs_ideal_figure(summary: pd.DataFrame) -> go.Figure | None:
         " %{customdata[1]:.4f}×<br>ideal speedup %{customdata[2]:.4f}×<br>measured ÷ ideal %{customdata[3]:.4f}"
         "<extra></extra>"
     )
-    for model, method, ratio in config_keys(rows):
-        config = rows[(rows.model == model) & (rows.method == method) & (rows.keep_ratio == ratio)]
-        config = config.sort_values("length")
-        dash, symbol = styles[float(ratio)]
-        name = config_label(method, ratio, model_of(model))
+    for method, config, (dash, symbol), name in _configurations(rows):
         for col, (phase, measured, ideal, _) in enumerate(phases, start=1):
             at = config.dropna(subset=[measured, ideal])
             custom = at[["length", measured, ideal]].assign(ratio=at[measured] / at[ideal], phase=phase).to_numpy()
@@ -135,8 +138,6 @@ def peak_fraction_figure(summary: pd.DataFrame) -> go.Figure | None:
     rows = rows[rows.prefill_mfu.notna() | rows.decode_mbu.notna()]
     if rows.empty:
         return None
-    styles = ratio_styles(rows.keep_ratio)
-    model_of = model_label(rows)
     fig = make_subplots(
         rows=1,
         cols=2,
@@ -147,11 +148,7 @@ def peak_fraction_figure(summary: pd.DataFrame) -> go.Figure | None:
         ("prefill_mfu", "prefill_tflops_per_s", "TFLOP/s", "MFU"),
         ("decode_mbu", "decode_gbytes_per_s", "GB/s", "MBU"),
     )
-    for model, method, ratio in config_keys(rows):
-        config = rows[(rows.model == model) & (rows.method == method) & (rows.keep_ratio == ratio)]
-        config = config.sort_values("length")
-        dash, symbol = styles[float(ratio)]
-        name = config_label(method, ratio, model_of(model))
+    for method, config, (dash, symbol), name in _configurations(rows):
         for col, (fraction, rate, unit, label) in enumerate(panels, start=1):
             rate_values = config[rate] if rate in config.columns else pd.Series(float("nan"), index=config.index)
             fig.add_trace(
