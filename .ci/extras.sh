@@ -26,7 +26,7 @@ if [ "$before" != "$after" ]; then
     echo "FAIL: the extras changed $before into $after; bound them in pyproject.toml" >&2
     exit 1
 fi
-python -c 'from importlib.metadata import version as v; print(f"kvpress {v(\"kvpress\")}, lm_eval {v(\"lm_eval\")}")'
+python -c 'from importlib.metadata import version; print("kvpress", version("kvpress"), "lm_eval", version("lm_eval"))'
 echo "$after (unchanged by the extras); $((SECONDS - start)) s so far"
 
 echo "== tests/kvpress and tests/lm_eval_harness (the DAG tests run snakemake from this virtualenv)"
