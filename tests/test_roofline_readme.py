@@ -17,8 +17,8 @@ def test_readme_roofline_table_is_the_commands_output(capsys):
     table = re.search(r"<!-- roofline-table:[^\n]*-->\n(.*?)\n<!-- /roofline-table -->", text, re.S).group(1)
     assert cli_main(["roofline", *shlex.split(command)]) == 0
     assert capsys.readouterr().out.strip() == table.strip()
-    # What the prose says about it: prefill gains the FLOPs ratio, decode a few percent, End2End in between.
+    # What the prose says about it: End2End lies between decode's gain and prefill's.
     rows = [line.split(" | ") for line in table.splitlines() if re.match(r"\| \d", line)]
     for row in rows:
         prefill, decode, e2e = (float(row[i]) for i in (5, 6, 7))
-        assert 1.0 <= decode < 1.2 and decode < e2e < prefill
+        assert decode < e2e < prefill
