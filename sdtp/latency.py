@@ -134,7 +134,7 @@ def measure_latency(
     flops += scorer_flops(scorer.name, config, schedule.tokens_scored(length)) if scoring else 0.0
     baseline_flops = prefill_flops(config, [length] * num_layers)
     scoring_flops = flops - prefill_flops(config, tokens_per_layer)
-    costs = run_costs(config, tokens_per_layer, new_tokens, model.dtype, scoring_flops)
+    costs = run_costs(config, length, tokens_per_layer, new_tokens, model.dtype, scoring_flops)
     # A model partly on cpu/disk next to its GPUs (device_map offloading) is timed, but its rows say so.
     offloaded = bool(cuda) and any(d.type in ("cpu", "meta") for d in devices)
     if offloaded:

@@ -231,13 +231,24 @@ class RunCosts:
 
 
 def run_costs(
-    config, tokens_per_layer: list[int], new_tokens: int, dtype: torch.dtype, scorer_flops: float = 0.0
+    config,
+    length: int,
+    tokens_per_layer: list[int],
+    new_tokens: int,
+    dtype: torch.dtype,
+    scorer_flops: float = 0.0,
 ) -> RunCosts:
-    """Costs of a run whose prefill sends `tokens_per_layer[l]` tokens through layer l (and caches them there), then
-    decodes `new_tokens`, next to the baseline's (the prompt length, max(tokens_per_layer), at every layer)."""
+    """Costs of a run on a prompt of `length` tokens whose prefill sends `tokens_per_layer[l]` tokens through layer l
+    (and caches them there), then decodes `new_tokens`, next to the unpruned baseline's (`length` tokens at every
+    layer). The length is given, not taken as max(tokens_per_layer): a schedule that prunes before layer 0 sends
+    fewer than `length` tokens through every layer."""
     dims = _dims(config)
     counts = _checked_counts("tokens_per_layer", tokens_per_layer, dims.num_layers)
-    full = [max(counts)] * dims.num_layers
+    if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+        raise ValueError(f"length = {length!r} must be an integer >= 1")
+    if max(counts) > length:
+        raise ValueError(f"tokens_per_layer {counts} exceed the prompt length {length}: pruning only removes tokens")
+    full = [length] * dims.num_layers
     return RunCosts(
         prefill=prefill_cost(config, counts, dtype, scorer_flops),
         decode=decode_cost(config, counts, new_tokens, dtype),

@@ -60,6 +60,26 @@ def test_baseline_rows_have_no_pruning():
     assert rows[0].stages == 0
 
 
+def test_a_schedule_pruning_before_layer_0_is_compared_with_the_baseline_at_the_full_prompt():
+    # Layer 0 already sees half the prompt: the baseline columns must still be the unpruned run's at 64 tokens, the
+    # baseline row's own costs (they were once taken at max(tokens_per_layer) = 32, halving the decode ideal's gain).
+    model = make_tiny_model("qwen2", "sdpa")
+    common = dict(model_name="tiny", length=64, warmup=0, repeats=1, new_tokens=3)
+    pruned = measure_latency(
+        model, method="streaming", scorer=get_scorer("streaming"), schedule=KeepSchedule([0], 0.5, min_local=4),
+        **common,
+    )[0]  # fmt: skip
+    baseline = measure_latency(
+        model, method="baseline", scorer=get_scorer("baseline"), schedule=KeepSchedule([0], 1.0), **common
+    )[0]
+    assert pruned.kv_lengths == [32] * 5 and baseline.kv_lengths == [64] * 5
+    for phase in ("prefill_flops", "prefill_bytes", "decode_flops", "decode_bytes"):
+        assert (
+            getattr(pruned, f"baseline_{phase}") == getattr(baseline, phase) == getattr(baseline, f"baseline_{phase}")
+        )
+    assert pruned.decode_bytes < baseline.decode_bytes
+
+
 def test_oom_becomes_a_row(monkeypatch):
     model = make_tiny_model("qwen2", "sdpa")
 

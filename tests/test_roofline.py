@@ -59,6 +59,17 @@ def test_decode_step_and_phase_bytes_by_hand():
         roofline.decode_step_cost(SMALL, [5], torch.float32)
 
 
+def test_the_baseline_is_the_full_prompt_even_when_layer_0_is_pruned():
+    costs = roofline.run_costs(SMALL, 6, [3, 2], 3, torch.float32)
+    assert costs.prefill == roofline.prefill_cost(SMALL, [3, 2], torch.float32)
+    # Baseline decode by hand: steps at cache lengths [6, 6] then [7, 7]; KV read (7 + 7) · 32 and (8 + 8) · 32 bytes,
+    # written 2 layers · 32 per step, hidden state 2 layers · 2 · 8 · 4 = 128 per step.
+    assert costs.baseline_decode.bytes == 2 * SMALL_WEIGHT_BYTES + 448 + 512 + 2 * (64 + 128)
+    assert costs.baseline_prefill == roofline.prefill_cost(SMALL, [6, 6], torch.float32)
+    with pytest.raises(ValueError, match=r"tokens_per_layer \[3, 2\] exceed the prompt length 2"):
+        roofline.run_costs(SMALL, 2, [3, 2], 3, torch.float32)
+
+
 def test_roofline_time_is_the_binding_roof():
     peak = DevicePeak("toy", peak_flops=100.0, peak_bandwidth=10.0, source="test")
     assert Cost(1000.0, 50.0).roofline_s(peak) == 10.0 and Cost(1000.0, 50.0).bound(peak) == "compute"
@@ -74,7 +85,7 @@ def test_qwen2_7b_on_h100_prefill_is_the_flops_ratio_and_decode_gains_a_few_perc
     # 7.07B of its 7.6B parameters are matrices read every step; the 0.54B untied embedding only one row per token.
     assert roofline.weight_bytes(config, torch.bfloat16) / 1e9 == pytest.approx(14.14, abs=0.01)
     full, pruned = [16384] * 28, [16384] * 4 + [11468] * 3 + [8027] * 3 + [5618] * 3 + [3932] * 15
-    costs = roofline.run_costs(config, pruned, 128, torch.bfloat16)
+    costs = roofline.run_costs(config, 16384, pruned, 128, torch.bfloat16)
     assert costs.baseline_prefill == roofline.prefill_cost(config, full, torch.bfloat16)
     ideal = costs.ideal(peak)
     assert costs.prefill.bound(peak) == "compute" and costs.decode.bound(peak) == "memory"
@@ -93,7 +104,7 @@ def test_qwen2_7b_on_h100_prefill_is_the_flops_ratio_and_decode_gains_a_few_perc
     assert ideal.decode_speedup == pytest.approx(decode_bytes(full) / decode_bytes(pruned), rel=1e-12)
     assert ideal.decode_speedup < ideal.e2e_speedup < ideal.prefill_speedup
     # No pruning, no gain.
-    same = roofline.run_costs(config, full, 128, torch.bfloat16).ideal(peak)
+    same = roofline.run_costs(config, 16384, full, 128, torch.bfloat16).ideal(peak)
     assert same.prefill_speedup == same.decode_speedup == same.e2e_speedup == 1.0
 
 

@@ -82,7 +82,7 @@ def prediction_table(config, peak: DevicePeak, args: argparse.Namespace) -> pd.D
             schedule = KeepSchedule.from_config(args.start, args.step, args.stages, ratio, num_layers)
             tokens = schedule.tokens_per_layer(length, num_layers)
             scoring = scorer_flops(args.method, config, schedule.tokens_scored(length))
-            costs = run_costs(config, tokens, args.new_tokens, dtype, scoring)
+            costs = run_costs(config, length, tokens, args.new_tokens, dtype, scoring)
             ideal = costs.ideal(peak)
             rows.append(
                 {
