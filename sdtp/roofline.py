@@ -12,8 +12,15 @@ b = bytes per element of the dtype, d = hidden_size, n_l = tokens entering layer
 - prefill: the weights; the KV written, Σ_l n_l · kv · b; the activations, the hidden state read and written once per
   layer, Σ_l 2 · n_l · d · b (attention scores are not materialised by SDPA/flash kernels; other intermediates stay
   in caches at the sizes that matter). Prefill of a long prompt is compute-bound: its bytes matter only when short.
-- one decode step at cache lengths n_l: the weights; the KV read, Σ_l (n_l + 1) · kv · b (the cache and the new
-  token); the KV written, Σ_l kv · b; activations of one token (2 · d · b per layer).
+- one decode step at cache lengths n_l: the weights; attention reading the KV, Σ_l (n_l + 1) · kv · b (the cache and
+  the new token); the cache update; activations of one token (2 · d · b per layer). The update depends on the cache
+  (`kv_update`):
+  - "copy" (the default): transformers' `DynamicCache`, which the engine decodes on (a ragged cache needs it) and
+    `generate` uses by default. Its update is `torch.cat([cache, new])`: every step reads the layer's n_l cached
+    tokens and writes all n_l + 1 anew, Σ_l (2 · n_l + 1) · kv · b. So the KV term is about three times the cache
+    per step, and a pruned cache saves three times its size. (Timed on this project's CPU, the ideals without it
+    fell below the measured decode speedups.) `tests/test_roofline.py` checks that the cache still copies.
+  - "in_place": a preallocated cache (StaticCache, paged attention) writes only the new token, Σ_l kv · b.
 - decode phase of N new tokens: the first comes from the prefill's logits, then N − 1 steps on the ragged cache, each
   growing every layer by one token (`sdtp.engine.decode_greedy`). Its roofline is taken over the phase's totals,
   max(Σ flops / peak_flops, Σ bytes / peak_bandwidth); both grow linearly with the step, and at batch 1 every step is
@@ -156,30 +163,47 @@ def prefill_cost(config, tokens_per_layer: list[int], dtype: torch.dtype, extra_
     return Cost(prefill_flops(config, counts) + float(extra_flops), float(moved))
 
 
-def decode_step_cost(config, kv_lengths_per_layer: list[int], dtype: torch.dtype) -> Cost:
-    """FLOPs and bytes of one decode step with `kv_lengths_per_layer[l]` tokens cached at layer l before the step."""
+# How a decode step updates the KV cache (module docstring): "copy" is DynamicCache's torch.cat, the engine's.
+KV_UPDATES = ("copy", "in_place")
+
+
+def _check_kv_update(kv_update: str) -> None:
+    if kv_update not in KV_UPDATES:
+        raise ValueError(f"kv_update = {kv_update!r} must be one of {', '.join(KV_UPDATES)}")
+
+
+def decode_step_cost(config, kv_lengths_per_layer: list[int], dtype: torch.dtype, kv_update: str = "copy") -> Cost:
+    """FLOPs and bytes of one decode step with `kv_lengths_per_layer[l]` tokens cached at layer l before the step;
+    `kv_update` says how the cache takes the new token (module docstring)."""
+    _check_kv_update(kv_update)
     dims = _dims(config)
     lengths = _checked_counts("kv_lengths_per_layer", kv_lengths_per_layer, dims.num_layers)
     b = _itemsize(dtype)
     kv_per_token = 2 * dims.kv_width * b
     kv_read = sum(length + 1 for length in lengths) * kv_per_token
-    kv_written = dims.num_layers * kv_per_token
+    if kv_update == "copy":  # torch.cat reads the n cached tokens and writes n + 1
+        kv_written = sum(2 * length + 1 for length in lengths) * kv_per_token
+    else:
+        kv_written = dims.num_layers * kv_per_token
     activations = dims.num_layers * 2 * dims.hidden_size * b
     embedding = 0 if _tied(config) else dims.hidden_size * b
     moved = weight_bytes(config, dtype) + kv_read + kv_written + activations + embedding
     return Cost(decode_step_flops(config, lengths), float(moved))
 
 
-def decode_cost(config, kv_lengths_per_layer: list[int], new_tokens: int, dtype: torch.dtype) -> Cost:
+def decode_cost(
+    config, kv_lengths_per_layer: list[int], new_tokens: int, dtype: torch.dtype, kv_update: str = "copy"
+) -> Cost:
     """The decode phase of `new_tokens` greedy tokens after a prefill that left `kv_lengths_per_layer` cached: the
     first token comes from the prefill's logits, then new_tokens − 1 steps, each layer's cache growing by one."""
     if not isinstance(new_tokens, int) or isinstance(new_tokens, bool) or new_tokens < 1:
         raise ValueError(f"new_tokens = {new_tokens!r} must be an integer >= 1")
+    _check_kv_update(kv_update)
     dims = _dims(config)
     lengths = _checked_counts("kv_lengths_per_layer", kv_lengths_per_layer, dims.num_layers)
     total = Cost(0.0, 0.0)
     for step in range(new_tokens - 1):
-        total = total + decode_step_cost(config, [length + step for length in lengths], dtype)
+        total = total + decode_step_cost(config, [length + step for length in lengths], dtype, kv_update)
     return total
 
 
@@ -237,11 +261,12 @@ def run_costs(
     new_tokens: int,
     dtype: torch.dtype,
     scorer_flops: float = 0.0,
+    kv_update: str = "copy",
 ) -> RunCosts:
     """Costs of a run on a prompt of `length` tokens whose prefill sends `tokens_per_layer[l]` tokens through layer l
     (and caches them there), then decodes `new_tokens`, next to the unpruned baseline's (`length` tokens at every
     layer). The length is given, not taken as max(tokens_per_layer): a schedule that prunes before layer 0 sends
-    fewer than `length` tokens through every layer."""
+    fewer than `length` tokens through every layer. `kv_update`: how decode steps update the cache (module docstring)."""
     dims = _dims(config)
     counts = _checked_counts("tokens_per_layer", tokens_per_layer, dims.num_layers)
     if not isinstance(length, int) or isinstance(length, bool) or length < 1:
@@ -251,9 +276,9 @@ def run_costs(
     full = [length] * dims.num_layers
     return RunCosts(
         prefill=prefill_cost(config, counts, dtype, scorer_flops),
-        decode=decode_cost(config, counts, new_tokens, dtype),
+        decode=decode_cost(config, counts, new_tokens, dtype, kv_update),
         baseline_prefill=prefill_cost(config, full, dtype),
-        baseline_decode=decode_cost(config, full, new_tokens, dtype),
+        baseline_decode=decode_cost(config, full, new_tokens, dtype, kv_update),
     )
 
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_models import qwen2_7b_config
+from tiny_models import make_tiny_model, qwen2_7b_config
 from torch import nn
 from transformers import AutoConfig, Qwen2Config, Qwen2ForCausalLM
 
 from sdtp import roofline
+from sdtp.engine import decode_step, prefill_with_pruning
 from sdtp.flops import decode_step_flops, ideal_speedup, prefill_flops
 from sdtp.roofline import Cost, DevicePeak
+from sdtp.schedule import KeepSchedule
+from sdtp.scorers import get_scorer
 
 # d=8, I=16, 2 layers, 2 heads of 4, 1 KV head (kv width 4), vocab 10.
 SMALL = Qwen2Config(
@@ -44,14 +47,20 @@ def test_prefill_bytes_by_hand():
 
 
 def test_decode_step_and_phase_bytes_by_hand():
-    # KV read (5 + 1) + (3 + 1) tokens · 32 bytes = 320; written 2 layers · 32 = 64; hidden 2 layers · 2 · 8 · 4 = 128.
+    # Attention reads (5 + 1) + (3 + 1) tokens · 32 bytes = 320; hidden state 2 layers · 2 · 8 · 4 = 128. The cache
+    # update: DynamicCache's torch.cat reads 5 + 3 and writes 6 + 4 tokens, 18 · 32 = 576; in place it writes 2 · 32.
     step = roofline.decode_step_cost(SMALL, [5, 3], torch.float32)
-    assert step.bytes == SMALL_WEIGHT_BYTES + 320 + 64 + 128
+    assert step.bytes == SMALL_WEIGHT_BYTES + 320 + 576 + 128
+    assert (
+        roofline.decode_step_cost(SMALL, [5, 3], torch.float32, "in_place").bytes == SMALL_WEIGHT_BYTES + 320 + 64 + 128
+    )
     assert step.flops == decode_step_flops(SMALL, [5, 3])
     # 3 new tokens: the first from the prefill's logits, then steps at cache lengths [5, 3] and [6, 4].
     phase = roofline.decode_cost(SMALL, [5, 3], 3, torch.float32)
-    assert phase.bytes == step.bytes + (SMALL_WEIGHT_BYTES + 384 + 64 + 128)
+    assert phase.bytes == step.bytes + (SMALL_WEIGHT_BYTES + 384 + (13 + 9) * 32 + 128)
     assert phase.flops == step.flops + decode_step_flops(SMALL, [6, 4])
+    with pytest.raises(ValueError, match="kv_update = 'paged' must be one of copy, in_place"):
+        roofline.decode_cost(SMALL, [5, 3], 3, torch.float32, "paged")
     assert roofline.decode_cost(SMALL, [5, 3], 1, torch.float32) == Cost(0.0, 0.0)
     with pytest.raises(ValueError, match="new_tokens = 0"):
         roofline.decode_cost(SMALL, [5, 3], 0, torch.float32)
@@ -62,9 +71,9 @@ def test_decode_step_and_phase_bytes_by_hand():
 def test_the_baseline_is_the_full_prompt_even_when_layer_0_is_pruned():
     costs = roofline.run_costs(SMALL, 6, [3, 2], 3, torch.float32)
     assert costs.prefill == roofline.prefill_cost(SMALL, [3, 2], torch.float32)
-    # Baseline decode by hand: steps at cache lengths [6, 6] then [7, 7]; KV read (7 + 7) · 32 and (8 + 8) · 32 bytes,
-    # written 2 layers · 32 per step, hidden state 2 layers · 2 · 8 · 4 = 128 per step.
-    assert costs.baseline_decode.bytes == 2 * SMALL_WEIGHT_BYTES + 448 + 512 + 2 * (64 + 128)
+    # Baseline decode by hand: steps at cache lengths [6, 6] then [7, 7]; attention reads (7 + 7) · 32 and (8 + 8) · 32
+    # bytes, the cache copy (6 + 6 read, 7 + 7 written) · 32 and (7 + 7, 8 + 8) · 32, the hidden state 128 per step.
+    assert costs.baseline_decode.bytes == 2 * SMALL_WEIGHT_BYTES + 448 + 512 + 832 + 960 + 2 * 128
     assert costs.baseline_prefill == roofline.prefill_cost(SMALL, [6, 6], torch.float32)
     with pytest.raises(ValueError, match=r"tokens_per_layer \[3, 2\] exceed the prompt length 2"):
         roofline.run_costs(SMALL, 2, [3, 2], 3, torch.float32)
@@ -91,12 +100,12 @@ def test_qwen2_7b_on_h100_prefill_is_the_flops_ratio_and_decode_gains_a_few_perc
     assert costs.prefill.bound(peak) == "compute" and costs.decode.bound(peak) == "memory"
     assert ideal.prefill_speedup == pytest.approx(ideal_speedup(costs.baseline_prefill.flops, costs.prefill.flops))
     # Decode is memory-bound: its ideal is the ratio of bytes, by hand. Per step s (127 steps after the first token):
-    # weights + KV read at n_l + s + 1 per layer (2 · 512 · 2 B per token) + one KV written per layer + the hidden
-    # state in and out per layer + one untied embedding row.
+    # weights + KV read by attention at n_l + s + 1 per layer (2 · 512 · 2 B per token) + DynamicCache's copy (reads
+    # n_l + s, writes n_l + s + 1) + the hidden state in and out per layer + one untied embedding row.
     weights = roofline.weight_bytes(config, torch.bfloat16)
 
     def decode_bytes(lengths):
-        per_step = [weights + sum(n + s + 1 for n in lengths) * 2048 + 28 * 2048 + 28 * 2 * 3584 * 2 + 3584 * 2
+        per_step = [weights + sum(3 * (n + s) + 2 for n in lengths) * 2048 + 28 * 2 * 3584 * 2 + 3584 * 2
                     for s in range(127)]  # fmt: skip
         return sum(per_step)
 
@@ -135,3 +144,16 @@ def test_roofline_command_from_a_config_json_and_measured_peaks(tmp_path, capsys
         cli_main([*args, "--dtype", "float16"])
     with pytest.raises(SystemExit, match="not a known shape"):
         cli_main(["roofline", "--model-config", str(tmp_path / "nothing"), "--device", "h200", "--length", "8"])
+
+
+def test_the_engines_cache_copies_itself_every_decode_step_as_the_decode_roofline_assumes():
+    # The "copy" KV update (the default) models DynamicCache.update's torch.cat. If a transformers release updates
+    # the cache in place, this fails: switch the engine's rows to kv_update="in_place".
+    model = make_tiny_model("qwen2", "sdpa")
+    result = prefill_with_pruning(model, torch.arange(12).reshape(1, 12), KeepSchedule([1], 0.5), get_scorer("random"))
+    before = [(layer.keys, layer.values) for layer in result.cache.layers]
+    decode_step(model, result.cache, torch.tensor([[3]]), 12)
+    for (keys, values), layer in zip(before, result.cache.layers, strict=True):
+        for old, new in ((keys, layer.keys), (values, layer.values)):
+            assert new.data_ptr() != old.data_ptr() and new.shape[-2] == old.shape[-2] + 1
+            assert torch.equal(new[..., :-1, :], old)  # the old cache read and written anew

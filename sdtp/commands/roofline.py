@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from sdtp.flops import compression_ratio, scorer_flops
-from sdtp.roofline import DATASHEET_PEAKS, KNOWN_SHAPES, DevicePeak, datasheet_peak, run_costs
+from sdtp.roofline import DATASHEET_PEAKS, KNOWN_SHAPES, KV_UPDATES, DevicePeak, datasheet_peak, run_costs
 from sdtp.schedule import KeepSchedule
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--start", type=int, default=4, help="first prune layer (paper schedule: 4)")
     parser.add_argument("--step", type=int, default=3, help="layers between prune points (paper schedule: 3)")
     parser.add_argument("--stages", type=int, default=8, help="prune points (paper schedule on 28 layers: 8)")
+    parser.add_argument(
+        "--kv-update",
+        choices=list(KV_UPDATES),
+        default="copy",
+        help="how a decode step updates the KV cache: copy (transformers' DynamicCache, torch.cat: what the engine "
+        "decodes on) or in_place (a preallocated cache writes only the new token)",
+    )
     parser.add_argument("--format", choices=["text", "markdown"], default="text")
 
 
@@ -82,7 +89,7 @@ def prediction_table(config, peak: DevicePeak, args: argparse.Namespace) -> pd.D
             schedule = KeepSchedule.from_config(args.start, args.step, args.stages, ratio, num_layers)
             tokens = schedule.tokens_per_layer(length, num_layers)
             scoring = scorer_flops(args.method, config, schedule.tokens_scored(length))
-            costs = run_costs(config, length, tokens, args.new_tokens, dtype, scoring)
+            costs = run_costs(config, length, tokens, args.new_tokens, dtype, scoring, args.kv_update)
             ideal = costs.ideal(peak)
             rows.append(
                 {
@@ -121,7 +128,8 @@ def describe(args: argparse.Namespace, peak: DevicePeak) -> str:
     return (
         f"{args.model_config} {args.dtype} on {peak.name} ({peak.peak_flops / 1e12:.1f} TFLOP/s, "
         f"{peak.peak_bandwidth / 1e12:.2f} TB/s; {peak.source}); {args.method}, prune before layers "
-        f"{args.start}+{args.step}·i ({args.stages} stages), {args.new_tokens} new tokens, batch 1"
+        f"{args.start}+{args.step}·i ({args.stages} stages), {args.new_tokens} new tokens, batch 1, KV cache update "
+        f"{args.kv_update}"
     )
 
 
