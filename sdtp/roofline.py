@@ -266,7 +266,8 @@ def run_costs(
     """Costs of a run on a prompt of `length` tokens whose prefill sends `tokens_per_layer[l]` tokens through layer l
     (and caches them there), then decodes `new_tokens`, next to the unpruned baseline's (`length` tokens at every
     layer). The length is given, not taken as max(tokens_per_layer): a schedule that prunes before layer 0 sends
-    fewer than `length` tokens through every layer. `kv_update`: how decode steps update the cache (module docstring)."""
+    fewer than `length` tokens through every layer. `kv_update`: how decode steps update the cache (module
+    docstring)."""
     dims = _dims(config)
     counts = _checked_counts("tokens_per_layer", tokens_per_layer, dims.num_layers)
     if not isinstance(length, int) or isinstance(length, bool) or length < 1:

@@ -19,15 +19,19 @@ def test_cpu_peaks_are_positive_finite_and_named_as_latency_rows_name_the_device
     assert row.device == latency.device_name(torch.device("cpu")) and "threads" in row.device
     for value in (row.gemm_flops_per_s, row.copy_bytes_per_s):
         assert math.isfinite(value) and value > 0
+    assert row.gemm_flops_per_s >= row.gemm_flops_per_s_median and row.copy_bytes_per_s >= row.copy_bytes_per_s_median
     assert row.gemm_size == 256 and row.copy_bytes == 8 * 2**20 and row.repeats == 3
 
 
-def test_gemm_flops_count_two_per_multiply_add(monkeypatch):
-    monkeypatch.setattr(peaks, "repeat_timed", lambda fn, devices, warmup, repeats: [fn() is not None and 0.5] * 3)
-    flops, spread = peaks.gemm_flops_per_s(torch.device("cpu"), torch.float32, 64, 0, 3)
-    assert flops == pytest.approx(2 * 64**3 / 0.5) and spread == 0.0
-    bandwidth, _ = peaks.copy_bytes_per_s(torch.device("cpu"), 4096, 0, 3)
-    assert bandwidth == pytest.approx(2 * 4096 / 0.5)  # read + write
+def test_gemm_flops_count_two_per_multiply_add_and_the_peak_is_the_fastest_repeat(monkeypatch):
+    seconds = [0.5, 0.25, 1.0]
+    monkeypatch.setattr(
+        peaks, "repeat_timed", lambda fn, devices, warmup, repeats: [fn() is not None and s for s in seconds]
+    )
+    gemm = peaks.gemm_flops_per_s(torch.device("cpu"), torch.float32, 64, 0, 3)
+    assert gemm == peaks.Rate(peak=2 * 64**3 / 0.25, median=2 * 64**3 / 0.5, spread=(1.0 - 0.25) / 0.5)
+    copy = peaks.copy_bytes_per_s(torch.device("cpu"), 4096, 0, 3)
+    assert copy.peak == 2 * 4096 / 0.25 and copy.median == 2 * 4096 / 0.5  # read + write
 
 
 def test_cuda_peaks_time_each_device_between_its_own_syncs(monkeypatch):

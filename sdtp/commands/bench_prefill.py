@@ -55,7 +55,7 @@ def main(args: argparse.Namespace) -> int:
     # The MFU's denominator: this device's measured GEMM peak in the model's dtype (sdtp.peaks), after the timed runs.
     device = torch.device(args.device)
     gemm_size = args.gemm_size or DEFAULT_GEMM_SIZE[device.type]
-    peak_flops, _ = gemm_flops_per_s(device, model.dtype, gemm_size, warmup=2, repeats=5)
+    peak_flops = gemm_flops_per_s(device, model.dtype, gemm_size, warmup=2, repeats=10).peak
     table = summarize(rows, peak_flops)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
         print(
