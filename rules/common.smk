@@ -171,9 +171,12 @@ LATENCY_MODEL = MODEL if LATENCY_SHAPE is None else latency_model_section()["nam
 
 
 def latency_settings(wildcards=None):
-    """What a latency job reads: seed, its model section, the schedule and the latency keys of one repeat; a press
-    job (kvpress-<press>, <scorer>+<press>) also the kvpress section."""
+    """What a latency job reads: seed, its model section, the schedule and the latency keys of one repeat (and, but
+    for the baseline, whether it times a paired baseline); a press job (kvpress-<press>, <scorer>+<press>) also the
+    kvpress section."""
     latency = {key: config["latency"][key] for key in ("warmup", "repeats", "new_tokens")}
+    if wildcards is not None and wildcards.method != "baseline":  # a baseline job is not rerun when it changes
+        latency["paired_baseline"] = config["latency"]["paired_baseline"]
     chosen = {"seed": config["seed"], "model": latency_model_section(), "schedule": config["schedule"]}
     if wildcards is not None and has_press(wildcards.method):
         chosen["kvpress"] = config["kvpress"]

@@ -4,6 +4,11 @@ Per repeat, after warm-ups and synchronised on both sides of each timed region:
 - prefill: `prefill_with_pruning` on a prompt of exactly `length` tokens (seeded random ids);
 - decode: exactly `new_tokens` greedy tokens from that pruned cache (EOS ignored), so End2End = prefill + decode is
   comparable across methods.
+- with `paired_baseline`, the unpruned baseline on the same prompt in the same process, right before or after (the
+  order alternates per repeat): its times are the row's `paired_baseline_*_s`, and the summary's speedups are the
+  medians of the per-repeat ratios. A machine whose speed drifts over seconds (a shared VM: decode medians of the same
+  job moved 15 % between runs minutes apart) slows both sides of a pair alike, where separate jobs minutes apart
+  would each catch their own moment.
 Each repeat is one `LatencyRow` in the job's Parquet file, with the analytic FLOPs of this run and of the unpruned
 baseline at the same length, the per-layer cache lengths and bytes, and the status (`ok`, `oom`, or the error text).
 """
@@ -25,6 +30,7 @@ from sdtp.peaks import device_name  # the name `python -m sdtp peak` records, so
 from sdtp.provenance import provenance
 from sdtp.roofline import decode_cost, run_costs
 from sdtp.schedule import KeepSchedule
+from sdtp.scorers import BaselineScorer
 from sdtp.timing import model_devices, peak_memory_per_device, reset_peak_memory, timed
 
 log = logging.getLogger(__name__)
@@ -48,6 +54,10 @@ class LatencyRow:
     prefill_s: float
     decode_s: float
     total_s: float
+    # The unpruned baseline timed beside this repeat in the same process (paired_baseline; NaN when unpaired, for the
+    # baseline itself, or when the baseline ran out of memory where the method did not).
+    paired_baseline_prefill_s: float
+    paired_baseline_decode_s: float
     peak_memory_bytes: int  # the largest over the devices
     peak_memory_bytes_per_device: list[int]  # one per CUDA device in `devices` (empty on CPU)
     memory_kind: str  # "cuda_peak_allocated" or "cpu_rss"
@@ -108,8 +118,13 @@ def measure_latency(
     seed: int = 0,
     pruner_weights: str = "",
     kv_compression=None,
+    paired_baseline: bool = False,
 ) -> list[LatencyRow]:
     """Time `repeats` prefill + decode runs after `warmup` untimed ones; one row per repeat.
+
+    `paired_baseline`: each warm-up and repeat also runs the unpruned baseline (no scorer, no press) beside it, first
+    on odd repeats and second on even ones (module docstring). A method that neither prunes nor compresses is not
+    paired. The row's peak memory is the method's own run's.
 
     An out-of-memory error (`sdtp.oom.is_out_of_memory`: `torch.OutOfMemoryError`, or a RuntimeError saying "out of
     memory" as cuBLAS and FlashAttention raise) becomes a single row with status "oom" (and NaN times), so a sweep
@@ -168,24 +183,52 @@ def measure_latency(
         press_compression_ratio=0.0,
     )
 
-    def one_run():
-        prefill = lambda: prefill_with_pruning(model, ids, schedule, scorer, kv_compression=kv_compression)  # noqa: E731
+    def one_run(run_scorer=scorer, press=kv_compression):
+        prefill = lambda: prefill_with_pruning(model, ids, schedule, run_scorer, kv_compression=press)  # noqa: E731
         prefill_s, result = timed(prefill, devices)
         kv_lengths = result.kv_lengths  # before decoding grows the cache
         decode_s, tokens = timed(lambda: decode_greedy(model, result, new_tokens, ignore_eos=True), devices)
         assert tokens.shape[1] == new_tokens, "decode must produce exactly new_tokens tokens"
         return prefill_s, decode_s, kv_lengths
 
+    paired = paired_baseline and (scorer.prunes or kv_compression is not None)
+    nan = float("nan")
+
+    def baseline_run() -> tuple[float, float]:
+        """The paired baseline's (prefill_s, decode_s); out of memory where the method fits, pairing stops."""
+        nonlocal paired
+        try:
+            prefill_s, decode_s, _ = one_run(BaselineScorer(), None)
+            return prefill_s, decode_s
+        except RuntimeError as error:
+            if not is_out_of_memory(error):
+                raise
+            message = describe(error)
+        paired = False
+        free_memory()  # outside the except block, whose traceback holds the failed run's tensors
+        log.warning("paired baseline at L=%d out of memory (%s): no more pairs; speedups use the baseline job", length,
+                    message)  # fmt: skip
+        return nan, nan
+
+    def run_pair(index: int):
+        """The method's run, and the baseline's beside it when paired: (method times, memory, baseline times)."""
+        baseline_first = paired and index % 2 == 1
+        baseline = baseline_run() if baseline_first else (nan, nan)
+        reset_peak_memory(devices)
+        own = one_run()
+        memory = _peak_memory(devices)
+        if paired and not baseline_first:
+            baseline = baseline_run()
+        return own, memory, baseline
+
     rows = []
     oom = False
     try:
         for i in range(warmup):
-            one_run()
+            run_pair(i)
             log.info("%s r=%s L=%d: warm-up %d/%d done", method, common["keep_ratio"], length, i + 1, warmup)
         for repeat in range(repeats):
-            reset_peak_memory(devices)
-            prefill_s, decode_s, kv_lengths = one_run()
-            memory = _peak_memory(devices)
+            (prefill_s, decode_s, kv_lengths), memory, (baseline_prefill_s, baseline_decode_s) = run_pair(repeat)
             kv_bytes = kv_bytes_per_layer(config, kv_lengths, model.dtype)
             rows.append(
                 LatencyRow(
@@ -194,6 +237,8 @@ def measure_latency(
                     prefill_s=prefill_s,
                     decode_s=decode_s,
                     total_s=prefill_s + decode_s,
+                    paired_baseline_prefill_s=baseline_prefill_s,
+                    paired_baseline_decode_s=baseline_decode_s,
                     **memory,
                     kv_lengths=kv_lengths,
                     kv_bytes_per_layer=kv_bytes,
@@ -202,7 +247,7 @@ def measure_latency(
                 )
             )
             log.info(
-                "%s r=%s L=%d repeat %d/%d: prefill %.4f s, decode %.4f s (%d tokens)",
+                "%s r=%s L=%d repeat %d/%d: prefill %.4f s, decode %.4f s (%d tokens)%s",
                 method,
                 common["keep_ratio"],
                 length,
@@ -211,6 +256,9 @@ def measure_latency(
                 prefill_s,
                 decode_s,
                 new_tokens,
+                f"; paired baseline prefill {baseline_prefill_s:.4f} s, decode {baseline_decode_s:.4f} s"
+                if baseline_prefill_s == baseline_prefill_s  # not NaN
+                else "",
             )
     except RuntimeError as error:  # torch.OutOfMemoryError is one; so are cuBLAS's and FlashAttention's OOM errors
         if not is_out_of_memory(error):
@@ -220,7 +268,6 @@ def measure_latency(
     if oom:
         free_memory()  # outside the except block, whose traceback holds the failed run's tensors
         memory = _peak_memory(devices)
-        nan = float("nan")
         rows = [
             LatencyRow(
                 **common,
@@ -228,6 +275,8 @@ def measure_latency(
                 prefill_s=nan,
                 decode_s=nan,
                 total_s=nan,
+                paired_baseline_prefill_s=nan,
+                paired_baseline_decode_s=nan,
                 **memory,
                 kv_lengths=tokens_per_layer,
                 kv_bytes_per_layer=[],

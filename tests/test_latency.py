@@ -191,3 +191,59 @@ def test_a_model_partly_offloaded_from_its_gpus_is_not_ok(monkeypatch):
         length=16, warmup=0, repeats=2, new_tokens=2,
     )  # fmt: skip
     assert [row.status for row in rows] == ["offloaded", "offloaded"]
+
+
+def _recording_prefill(monkeypatch, calls, oom_from_baseline_call=None):
+    """Record which scorer each prefill ran with (and the peak-memory window around the method's runs)."""
+    real = latency_module.prefill_with_pruning
+    baseline_calls = []
+
+    def prefill(model, ids, schedule, scorer, **kwargs):
+        calls.append(scorer.name)
+        if scorer.name == "baseline":
+            baseline_calls.append(1)
+            if oom_from_baseline_call is not None and len(baseline_calls) >= oom_from_baseline_call:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real(model, ids, schedule, scorer, **kwargs)
+
+    monkeypatch.setattr(latency_module, "prefill_with_pruning", prefill)
+    monkeypatch.setattr(latency_module, "reset_peak_memory", lambda devices: calls.append("reset"))
+    real_peak = latency_module._peak_memory
+    monkeypatch.setattr(latency_module, "_peak_memory", lambda devices: calls.append("read") or real_peak(devices))
+
+
+def test_a_paired_baseline_runs_beside_each_repeat_in_alternating_order(monkeypatch):
+    model = make_tiny_model("qwen2", "sdpa")
+    calls: list[str] = []
+    _recording_prefill(monkeypatch, calls)
+    rows = measure_latency(
+        model, model_name="tiny", method="streaming", scorer=get_scorer("streaming"),
+        schedule=KeepSchedule([1], 0.5, min_local=4), length=32, warmup=1, repeats=3, new_tokens=2,
+        paired_baseline=True,
+    )  # fmt: skip
+    method = ["reset", "streaming", "read"]  # the row's peak memory is the method's own run's
+    # warm-up 0 and repeat 0: method first; repeat 1: baseline first; repeat 2: method first.
+    assert calls == [*method, "baseline"] * 2 + ["baseline", *method] + [*method, "baseline"]
+    for row in rows:
+        assert row.paired_baseline_prefill_s > 0 and row.paired_baseline_decode_s > 0 and row.status == "ok"
+    # The baseline itself is not paired.
+    calls.clear()
+    rows = measure_latency(
+        model, model_name="tiny", method="baseline", scorer=get_scorer("baseline"), schedule=KeepSchedule([1], 1.0),
+        length=32, warmup=1, repeats=2, new_tokens=2, paired_baseline=True,
+    )  # fmt: skip
+    assert calls == ["reset", "baseline", "read"] * 3 and all(pd.isna(row.paired_baseline_prefill_s) for row in rows)
+
+
+def test_a_paired_baseline_out_of_memory_ends_the_pairs_not_the_job(monkeypatch, caplog):
+    model = make_tiny_model("qwen2", "sdpa")
+    calls: list[str] = []
+    _recording_prefill(monkeypatch, calls, oom_from_baseline_call=2)  # the baseline fits once, then runs out
+    rows = measure_latency(
+        model, model_name="tiny", method="random", scorer=get_scorer("random"), schedule=KeepSchedule([1], 0.5),
+        length=32, warmup=0, repeats=3, new_tokens=2, paired_baseline=True,
+    )  # fmt: skip
+    assert [row.status for row in rows] == ["ok"] * 3
+    assert rows[0].paired_baseline_decode_s > 0
+    assert [pd.isna(row.paired_baseline_prefill_s) for row in rows] == [False, True, True]
+    assert calls.count("baseline") == 2 and "paired baseline at L=32 out of memory" in caplog.text

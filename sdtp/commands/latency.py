@@ -73,6 +73,7 @@ def main(args: argparse.Namespace) -> int:
         seed=settings["seed"],
         pruner_weights=pruner_weights,
         kv_compression=kv_compression_job(settings, args.method, args.ratio, schedule),
+        paired_baseline=latency.get("paired_baseline", False),  # the workflow passes it to all but baseline jobs
     )
     write_parquet(rows_to_frame(rows), args.out)
     log.info("wrote %d rows to %s", len(rows), args.out)

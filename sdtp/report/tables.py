@@ -1,7 +1,10 @@
 """The aggregation behind the workflow's tables (`python -m sdtp tables` reads and writes them): pandas group-bys only.
 
 - `summarize_latency`: per (model, method, keep_ratio, length), medians over the `ok` repeats, spread (max − min), and
-  speedups against the baseline of the same model and length: `prefill_speedup`, `e2e_speedup`, `decode_speedup`, next
+  speedups against the baseline of the same model and length: `prefill_speedup`, `e2e_speedup`, `decode_speedup`. When
+  every repeat timed a paired baseline beside it (`sdtp.latency`, `latency.paired_baseline`), a speedup is the median
+  of the per-repeat ratios (`speedup_baseline` = "paired"); otherwise the baseline job's median ÷ this one's
+  ("baseline job"). Next
   to their ideals: `prefill_ideal_speedup` (the FLOPs ratio, scorer FLOPs included; also `ideal_speedup`),
   `decode_ideal_speedup` and `e2e_ideal_speedup` (the roofline, `sdtp.roofline`, on the measured peaks of the row's
   device and dtype), `<phase>_measured_over_ideal` for each (`measured_over_ideal` is the prefill's), and the fraction
@@ -43,13 +46,24 @@ ROOFLINE_INPUTS = (
 )
 
 
+# A paired baseline's times in latency rows (sdtp.latency); NaN when unpaired or written before they existed.
+PAIRED = ("paired_baseline_prefill_s", "paired_baseline_decode_s")
+PHASES = ("prefill", "decode", "e2e")
+
+
 def summarize_latency(latency: pd.DataFrame, peaks: pd.DataFrame | None = None) -> pd.DataFrame:
     """Medians per configuration, speedups vs the baseline at the same model and length, next to their ideals (the
     roofline ones on `peaks`, the table `python -m sdtp peak` writes), and the fraction of peak reached."""
     if latency.empty:
         return pd.DataFrame()
-    latency = latency.assign(**{c: np.nan for c in ROOFLINE_INPUTS if c not in latency.columns})
+    latency = latency.assign(**{c: np.nan for c in (*ROOFLINE_INPUTS, *PAIRED) if c not in latency.columns})
     ok = latency[latency.status == "ok"]
+    paired_base_total = ok.paired_baseline_prefill_s + ok.paired_baseline_decode_s
+    ok = ok.assign(
+        paired_prefill_speedup=ok.paired_baseline_prefill_s / ok.prefill_s,
+        paired_decode_speedup=ok.paired_baseline_decode_s / ok.decode_s,
+        paired_e2e_speedup=paired_base_total / ok.total_s,
+    )
     spread = lambda s: s.max() - s.min()  # noqa: E731
     summary = (
         ok.groupby(SUMMARY_KEYS)
@@ -60,6 +74,8 @@ def summarize_latency(latency: pd.DataFrame, peaks: pd.DataFrame | None = None) 
             decode_s=("decode_s", "median"),
             decode_spread_s=("decode_s", spread),
             total_s=("total_s", "median"),
+            paired_repeats=("paired_prefill_speedup", "count"),
+            **{f"paired_{phase}_speedup": (f"paired_{phase}_speedup", "median") for phase in PHASES},
             new_tokens=("new_tokens", "first"),
             ideal_speedup=("ideal_speedup", "first"),
             **{column: (column, "first") for column in ROOFLINE_INPUTS},
@@ -75,9 +91,12 @@ def summarize_latency(latency: pd.DataFrame, peaks: pd.DataFrame | None = None) 
     summary = summary.merge(failed, on=SUMMARY_KEYS, how="outer")
     summary["status"] = summary.status.fillna("ok")
     baseline = summary[summary.method == "baseline"].set_index(["model", "length"])
-    for column, name in (("prefill_s", "prefill_speedup"), ("decode_s", "decode_speedup"), ("total_s", "e2e_speedup")):
+    paired = (summary.paired_repeats == summary.repeats) & (summary.repeats > 0)
+    for column, phase in (("prefill_s", "prefill"), ("decode_s", "decode"), ("total_s", "e2e")):
         base = baseline[column].reindex(pd.MultiIndex.from_frame(summary[["model", "length"]])).to_numpy()
-        summary[name] = base / summary[column]
+        summary[f"{phase}_speedup"] = np.where(paired, summary[f"paired_{phase}_speedup"], base / summary[column])
+    summary["speedup_baseline"] = np.where(paired, "paired", "baseline job")
+    summary = summary.drop(columns=[f"paired_{phase}_speedup" for phase in PHASES])
     summary["prefill_ideal_speedup"] = summary.ideal_speedup
     summary = _with_roofline(summary, peaks)
     for phase in ("prefill", "decode", "e2e"):

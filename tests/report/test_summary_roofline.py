@@ -59,3 +59,27 @@ def test_a_device_without_a_measured_peak_gets_nan_not_an_error(caplog):
     # Rows written before the roofline columns existed still summarise.
     old = latency.drop(columns=["decode_bytes", "prefill_bytes"])
     assert math.isnan(summarize_latency(old, gpu).decode_mbu[0])
+
+
+def test_paired_speedups_are_medians_of_the_per_repeat_ratios():
+    baseline = _rows("baseline", 1.0, 0.8, 1.25, 4e8, 1e8)
+    pruned = []
+    # Three repeats; the machine slowed down in the second: both sides of its pair slowed alike.
+    for repeat, (prefill, decode, base_prefill, base_decode) in enumerate(
+        [(0.5, 1.0, 1.0, 1.2), (1.0, 2.0, 2.2, 2.6), (0.4, 0.9, 0.9, 1.0)]
+    ):
+        (row,) = _rows("sdtp", 0.5, prefill, decode, 2e8, 8e7)
+        pruned.append(
+            dict(row, repeat=repeat, paired_baseline_prefill_s=base_prefill, paired_baseline_decode_s=base_decode)
+        )
+    summary = summarize_latency(pd.DataFrame(baseline + pruned), PEAKS).set_index("method")
+    sdtp = summary.loc["sdtp"]
+    assert sdtp.speedup_baseline == "paired" and summary.loc["baseline"].speedup_baseline == "baseline job"
+    assert sdtp.prefill_speedup == pytest.approx(2.2)  # median of 2.0, 2.2, 2.25
+    assert sdtp.decode_speedup == pytest.approx(1.2)  # median of 1.2, 1.3, 1.111
+    assert sdtp.e2e_speedup == pytest.approx(2.2 / 1.5)  # median of 2.2/1.5, 4.8/3.0, 1.9/1.3
+    assert sdtp.decode_measured_over_ideal == pytest.approx(1.2 / 1.25)
+    # One repeat without its pair (its baseline ran out of memory): the baseline job's medians, as without pairing.
+    pruned[2] = dict(pruned[2], paired_baseline_prefill_s=math.nan, paired_baseline_decode_s=math.nan)
+    sdtp = summarize_latency(pd.DataFrame(baseline + pruned), PEAKS).set_index("method").loc["sdtp"]
+    assert sdtp.speedup_baseline == "baseline job" and sdtp.prefill_speedup == pytest.approx(0.8 / 0.5)
