@@ -7,9 +7,19 @@ that call, only this module changes.
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import torch
 from torch import nn
 from transformers.masking_utils import create_causal_mask
+
+
+@functools.cache
+def cache_keyword(function) -> str:
+    """The keyword `function` takes the Cache by: `cache` since transformers 5.2x, `past_key_values` before (5.24
+    still accepts it, with a FutureWarning; 5.40 drops it). Read from the signature, so each release gets its own."""
+    return "cache" if "cache" in inspect.signature(function).parameters else "past_key_values"
 
 
 def device_of(module: nn.Module) -> torch.device:
@@ -41,7 +51,11 @@ def causal_mask(model: nn.Module, hidden_states: torch.Tensor):
     """The backend's causal mask for a fresh sequence of hidden_states' length (None where SDPA/flash are causal)."""
     # position_ids=None on purpose: pruned positions have gaps, which the mask helpers would read as packed sequences.
     return create_causal_mask(
-        config=model.config, inputs_embeds=hidden_states, attention_mask=None, past_key_values=None, position_ids=None
+        config=model.config,
+        inputs_embeds=hidden_states,
+        attention_mask=None,
+        position_ids=None,
+        **{cache_keyword(create_causal_mask): None},
     )
 
 
@@ -57,8 +71,8 @@ def run_decoder_layer(layer: nn.Module, hidden, mask, positions, cache, position
         hidden,
         attention_mask=mask,
         position_ids=positions[None],
-        past_key_values=cache,
         use_cache=cache is not None,
+        **{cache_keyword(type(layer).forward): cache},
         position_embeddings=position_embeddings,
     )
     return out[0] if isinstance(out, tuple) else out

@@ -29,7 +29,15 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
-from sdtp.decoder import causal_mask, check_window, device_of, rotary, run_decoder_layer, synchronize
+from sdtp.decoder import (
+    cache_keyword,
+    causal_mask,
+    check_window,
+    device_of,
+    rotary,
+    run_decoder_layer,
+    synchronize,
+)
 from sdtp.schedule import KeepSchedule
 from sdtp.scorers import ScoreContext, Scorer
 
@@ -156,8 +164,8 @@ def prefill_with_pruning(
         scorer_s=scorer_s,
         press_compression_ratio=None if kv_compression is None else kv_compression.last_compression_ratio,
     )
-    # Shapes only (no device sync): a transformers release whose layers stop writing `past_key_values` would leave
-    # the cache empty and decoding would silently ignore the prompt.
+    # Shapes only (no device sync): a transformers release whose layers stop filling the cache they are given would
+    # leave it empty and decoding would silently ignore the prompt.
     cached, alive = result.kv_lengths, result.tokens_per_layer
     # A press keeps at most what the layer saw, and at least one token.
     pressed_ok = all(0 < c <= a for c, a in zip(cached, alive, strict=True))
@@ -165,7 +173,7 @@ def prefill_with_pruning(
         raise RuntimeError(
             f"the decoder layers cached {result.kv_lengths} tokens per layer, the prefill kept "
             f"{result.tokens_per_layer}: this transformers version's decoder layers no longer fill the cache passed "
-            "as `past_key_values`"
+            f"as `{cache_keyword(type(model.model.layers[0]).forward)}`"
         )
     return result
 

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from tiny_models import make_tiny_model, random_ids
 from transformers import DynamicCache
 
-from sdtp.decoder import causal_mask, check_window, device_of, run_decoder_layer
+from sdtp.decoder import cache_keyword, causal_mask, check_window, device_of, run_decoder_layer
 
 
 @pytest.mark.parametrize("family", ["qwen2", "llama", "mistral"])
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 def test_a_layer_fills_the_cache_it_is_given(family, attn):
-    """Fails loudly if a transformers release stops consuming `past_key_values` in decoder layers: the engine's
-    ragged cache would silently stay empty and decoding would ignore the prompt."""
+    """Fails loudly if a transformers release stops consuming the cache keyword in decoder layers: the engine's
+    ragged cache would silently stay empty and decoding would ignore the prompt. The call passes it by the keyword the
+    installed release names, so no deprecation warning is raised (5.40 removes `past_key_values`)."""
     model = make_tiny_model(family, attn)
     decoder = model.model
     ids = random_ids(12, 0)
@@ -22,7 +25,9 @@ def test_a_layer_fills_the_cache_it_is_given(family, attn):
     positions = torch.tensor([0, 1, 2, 5, 6, 7, 8, 9, 10, 11, 14, 15])  # gaps: kept tokens keep original positions
     embeddings = decoder.rotary_emb(hidden, positions[None])
     cache = DynamicCache(config=model.config)
-    out = run_decoder_layer(decoder.layers[0], hidden, causal_mask(model, hidden), positions, cache, embeddings)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*past_key_values.*deprecated", category=FutureWarning)
+        out = run_decoder_layer(decoder.layers[0], hidden, causal_mask(model, hidden), positions, cache, embeddings)
     assert out.shape == hidden.shape
     assert cache.get_seq_length(0) == 12
     assert cache.layers[0].keys.shape[-2] == 12
@@ -47,3 +52,11 @@ def test_window_guard_names_the_override():
     check_window(model, 16)
     with pytest.raises(NotImplementedError, match="set `sliding_window: null` in the model's config_overrides"):
         check_window(model, 17)
+
+
+def test_the_cache_keyword_is_read_from_each_releases_signature():
+    def before_5_2x(hidden_states, attention_mask=None, past_key_values=None, **kwargs): ...
+
+    def since(hidden_states, attention_mask=None, cache=None, **kwargs): ...
+
+    assert cache_keyword(before_5_2x) == "past_key_values" and cache_keyword(since) == "cache"
