@@ -69,6 +69,7 @@ SUMMARY_COLUMNS = (
     ("decode_ideal_speedup", "decode ideal ×", "{:.3f}"),
     ("e2e_speedup", "End2End ×", "{:.3f}"),
     ("e2e_ideal_speedup", "End2End ideal ×", "{:.3f}"),
+    ("speedup_baseline", "speedups vs", None),
     ("prefill_mfu", "prefill MFU", "{:.1%}"),
     ("decode_mbu", "decode MBU", "{:.1%}"),
     ("compression_ratio", "compression ×", "{:.3f}"),
@@ -235,8 +236,10 @@ def build_dashboard(tables: dict[str, pd.DataFrame], config: dict | None = None)
     parts += [
         f"<section id='{_anchor('Table')}'><h2>Latency summary table</h2>",
         "<p class='about'>Medians over the successful timed repeats; speedups against the baseline of the same model"
-        " and length; ideal = analytic FLOPs ratio; spread = slowest − fastest repeat. Failed runs (OOM, errors) in"
-        " red.</p>",
+        ' and length: "paired" = the median of per-repeat ratios to a baseline timed beside each repeat in the same'
+        " job, \"baseline job\" = the baseline job's median ÷ this one's; ideal = analytic FLOPs ratio (decode and"
+        " End2End: the roofline on the measured peaks); spread = slowest − fastest repeat. Failed runs (OOM, errors)"
+        " in red.</p>",
         summary_table_html(tables.get("summary")),
         "</section>",
         f"<section id='{_anchor('Config')}'><h2>Config</h2>",

@@ -25,8 +25,11 @@ def test_dashboard_holds_everything_once(tables):
     assert "Not configured / no data" not in page
     assert "cpu (x86_64, 2 threads)" in page and "2.13.0+cpu" in page and "5.1.0" in page  # from the latency rows
     assert "keep_ratios:" in page and MODEL in page  # the config, as YAML
-    summary_rows = re.search(r'<table class="summary">.*?</table>', page, re.S).group(0).count("<tr")
-    assert summary_rows == 1 + len(tables["summary"])
+    summary_table = re.search(r'<table class="summary">.*?</table>', page, re.S).group(0)
+    assert summary_table.count("<tr") == 1 + len(tables["summary"])
+    # Which baseline each row's speedups divide by (the hand-made rows have no paired baseline).
+    assert "<th>speedups vs</th>" in summary_table
+    assert summary_table.count("<td>baseline job</td>") == len(tables["summary"])
     assert "sdtp r=0.5" in page  # headline card
 
 
