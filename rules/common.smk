@@ -208,7 +208,7 @@ def job_request(name, wildcards, input):
     model_dir = getattr(input, "model", None) or None
     if name == "latency":
         model, length = latency_model_section(), int(wildcards.length)
-        return job_resources.rule_request(config, name, model, model_dir, length=length)
+        return job_resources.rule_request(config, name, model, model_dir, length=length, method=wildcards.method)
     if name == "predict":
         new_tokens = get_task(wildcards.task).max_new_tokens
         return job_resources.rule_request(config, name, None, model_dir, method=wildcards.method, new_tokens=new_tokens)

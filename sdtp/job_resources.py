@@ -135,9 +135,13 @@ def work_seconds(config: dict, dtype: str, forwards: float, tokens: int, decode_
     return flops / ASSUMED_FLOPS_PER_S + decode_steps * weights_bytes / ASSUMED_BYTES_PER_S
 
 
-def latency_work(settings: dict, model: dict, config: dict, length: int) -> float:
+def latency_work(settings: dict, model: dict, config: dict, length: int, method: str | None = None) -> float:
+    """Every warm-up and repeat at `length`; a paired job (`latency.paired_baseline`, any method but the baseline)
+    runs the unpruned baseline beside each, so it is counted twice at the unpruned cost (an upper bound)."""
     latency = settings["latency"]
     runs = latency["warmup"] + latency["repeats"]
+    if latency.get("paired_baseline", False) and method not in (None, "baseline"):
+        runs *= 2
     return work_seconds(config, _dtype(model, config), runs, length, runs * latency["new_tokens"])
 
 
@@ -175,8 +179,8 @@ def rule_request(
 ) -> tuple[MemoryEstimate | None, float | None]:
     """(memory estimate, assumed seconds) of one job of `rule` under the validated config `settings`; (None, None)
     when the model's config is not on this machine. `model`: the job's `model:` section (default settings'; latency
-    jobs pass theirs); `length`: a latency job's prompt; `method`, `new_tokens`: a prediction's method and its task's
-    maximum new tokens."""
+    jobs pass theirs); `length`: a latency job's prompt; `method`: a latency job's or a prediction's method;
+    `new_tokens`: a prediction's task's maximum new tokens."""
     model = model or settings["model"]
     config = model_config(model, model_dir)
     if config is None:
@@ -184,7 +188,7 @@ def rule_request(
     if rule == "latency":
         new = settings["latency"]["new_tokens"]
         return job_estimate(settings, model, config, "inference", length, new), latency_work(
-            settings, model, config, length
+            settings, model, config, length, method
         )
     if rule == "predict":
         tokens = settings["longbench"]["max_input_tokens"]

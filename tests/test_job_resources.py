@@ -37,6 +37,18 @@ def test_latency_memory_is_the_doctors_estimate_plus_headroom(qwen2_7b_dir):
     assert job_resources.runtime_min(seconds) == 10 + math.ceil(3 * seconds / 60)
 
 
+def test_a_paired_latency_job_is_given_the_time_of_its_baseline_runs_too(qwen2_7b_dir):
+    request = lambda settings, method: job_resources.rule_request(  # noqa: E731
+        settings, "latency", model_dir=qwen2_7b_dir, length=8192, method=method
+    )
+    paired = {**SETTINGS, "latency": {**SETTINGS["latency"], "paired_baseline": True}}
+    unpaired = {**SETTINGS, "latency": {**SETTINGS["latency"], "paired_baseline": False}}
+    alone = request(unpaired, "sdtp")[1]
+    assert request(paired, "sdtp")[1] == 2 * alone and request(paired, "kvpress:snapkv")[1] == 2 * alone
+    assert request(paired, "baseline")[1] == alone  # the baseline job times only itself
+    assert request(paired, "sdtp")[0] == request(unpaired, "sdtp")[0]  # one run at a time: memory unchanged
+
+
 def test_memory_and_time_follow_the_prompt_length(qwen2_7b_dir):
     short, short_s = job_resources.rule_request(SETTINGS, "latency", model_dir=qwen2_7b_dir, length=1024)
     long, long_s = job_resources.rule_request(SETTINGS, "latency", model_dir=qwen2_7b_dir, length=8192)
