@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -257,7 +258,7 @@ def measure_latency(
                 decode_s,
                 new_tokens,
                 f"; paired baseline prefill {baseline_prefill_s:.4f} s, decode {baseline_decode_s:.4f} s"
-                if baseline_prefill_s == baseline_prefill_s  # not NaN
+                if not math.isnan(baseline_prefill_s)
                 else "",
             )
     except RuntimeError as error:  # torch.OutOfMemoryError is one; so are cuBLAS's and FlashAttention's OOM errors
