@@ -29,7 +29,8 @@ b = bytes per element of the dtype, d = hidden_size, n_l = tokens entering layer
 
 Ideal speedups are baseline roofline time ÷ pruned roofline time per phase. For prefill on a compute-bound device this
 is the FLOPs ratio (`sdtp.flops.ideal_speedup`); decode gains only the KV share of its bytes — at batch 1 a 7B model
-reads ~14 GB of weights per step, so shrinking a 16K cache by 65 % saves a few percent, not 10×.
+reads ~14 GB of weights per step, so cutting a 16K cache by 62 % saves about a tenth of the bytes (DynamicCache's
+copy included), not 10×.
 
 `DATASHEET_PEAKS` holds NVIDIA's published bf16 dense Tensor Core FLOP/s and memory bandwidth for common GPUs (the
 source named per entry); `sdtp.peaks` measures the device actually used.

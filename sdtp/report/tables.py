@@ -92,7 +92,7 @@ def summarize_latency(latency: pd.DataFrame, peaks: pd.DataFrame | None = None) 
     summary["status"] = summary.status.fillna("ok")
     baseline = summary[summary.method == "baseline"].set_index(["model", "length"])
     paired = (summary.paired_repeats == summary.repeats) & (summary.repeats > 0)
-    for column, phase in (("prefill_s", "prefill"), ("decode_s", "decode"), ("total_s", "e2e")):
+    for column, phase in zip(("prefill_s", "decode_s", "total_s"), PHASES, strict=True):
         base = baseline[column].reindex(pd.MultiIndex.from_frame(summary[["model", "length"]])).to_numpy()
         summary[f"{phase}_speedup"] = np.where(paired, summary[f"paired_{phase}_speedup"], base / summary[column])
     summary["speedup_baseline"] = np.where(paired, "paired", "baseline job")
