@@ -1,14 +1,19 @@
 """sdtp.doctor: the machine checks on fake CUDA devices, the memory estimate of a Qwen2-7B shape, the hub without
 the network."""
 
+import importlib.util
+import shutil
 import types
 import urllib.error
+from pathlib import Path
 
 import pytest
 import torch
 from tiny_models import qwen2_7b_config
 
 from sdtp import doctor, memory
+from sdtp.doctor import storage
+from sdtp.doctor.packages import normalise
 
 GIB = 2**30
 H100 = "NVIDIA H100 80GB HBM3"
@@ -60,7 +65,7 @@ def test_bf16_on_a_device_without_it_is_a_problem_that_names_the_dtype_key(monke
 
 def test_without_cuda_the_report_says_the_pipeline_runs_on_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(doctor.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     (check,) = doctor.devices()
     assert check.ok
     assert "no CUDA: the pipeline runs on CPU" in check.detail and "cores" in check.detail
@@ -70,7 +75,7 @@ def test_without_cuda_the_report_says_the_pipeline_runs_on_cpu(monkeypatch):
 def test_a_cpu_torch_on_a_machine_with_nvidia_gpus_is_a_problem(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.version, "cuda", None)
-    monkeypatch.setattr(doctor.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/nvidia-smi")
     (check,) = doctor.devices()
     assert not check.ok and "CPU build" in check.detail and "built for your CUDA" in check.advice
 
@@ -80,7 +85,7 @@ def test_a_cpu_torch_on_a_machine_with_nvidia_gpus_is_a_problem(monkeypatch):
 
 def test_sdpa_kernels_on_cuda_and_flash_attn_missing_for_flash_attention_2(monkeypatch):
     fake_cuda(monkeypatch)
-    monkeypatch.setattr(doctor.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     sdpa, flash = doctor.attention_backends("sdpa")
     assert sdpa.ok and "flash enabled" in sdpa.detail and "mem-efficient" in sdpa.detail and "math" in sdpa.detail
     assert flash.ok and "not installed" in flash.detail
@@ -100,18 +105,101 @@ def test_only_the_math_kernel_left_is_a_problem(monkeypatch):
 # --- versions -------------------------------------------------------------------------------------------------
 
 
-def test_versions_compare_with_the_constraints(monkeypatch):
-    installed = {"torch": "2.13.0+cu128", "transformers": "5.1.0", "pandas": "3.0.0", "accelerate": "1.15.0"}
-    monkeypatch.setattr(doctor.importlib.metadata, "version", lambda name: installed.get(name, "9.9.9"))
-    tested = {"torch": "2.13.0", "transformers": "5.23.0", "pandas": "3.1.1", "accelerate": "1.15.0"}
-    by_item = {c.item: c for c in doctor.versions(tested)}
-    assert by_item["python"].ok
-    assert by_item["torch"].ok and by_item["torch"].detail == "2.13.0+cu128 (tested)"  # a local label is no difference
-    assert not by_item["transformers"].ok and "differs: tested 5.23.0" in by_item["transformers"].detail
-    assert "transformers==5.23.0" in by_item["transformers"].advice
-    assert by_item["pandas"].ok and by_item["pandas"].detail == "3.0.0 (differs: tested 3.1.1)"
-    assert by_item["plotly"].ok and "not pinned" in by_item["plotly"].detail
-    assert all("not compared" in c.detail for c in doctor.versions(None)[1:])
+# The ranges of pyproject.toml, as the installed distribution's metadata gives them (extras with their markers).
+DECLARED = doctor.declared_ranges(
+    [
+        "torch<3,>=2.4",
+        "transformers<6,>=5",
+        "accelerate<2,>=1.0",
+        "pandas>=2.2",
+        'kvpress<0.5.3,>=0.5.2; extra == "kvpress"',
+        'lm_eval[hf]<0.5,>=0.4.13; extra == "lm-eval"',
+        'accelerate>=0.2; extra == "lm-eval"',
+    ]
+)
+TESTED = {"torch": "2.13.0", "transformers": "5.24.0", "pandas": "3.1.1", "accelerate": "1.15.0"}
+
+
+def by_item(installed, tested=TESTED, tested_extras=None):
+    checks = doctor.versions(tested, tested_extras, DECLARED, installed.get)
+    return {c.item: c for c in checks}
+
+
+def test_declared_ranges_read_requirement_strings_with_their_extras():
+    assert str(DECLARED["transformers"].specifier) == "<6,>=5" and DECLARED["transformers"].extra is None
+    assert DECLARED["accelerate"].extra is None  # the core requirement wins over an extra's
+    assert DECLARED["kvpress"].extra == "kvpress" and DECLARED["lm-eval"].extra == "lm-eval"
+
+
+def test_the_installed_distribution_declares_the_pipelines_ranges():
+    declared = doctor.declared_ranges()
+    assert {"torch", "transformers", "accelerate", "snakemake", "pandas"} <= set(declared)
+    assert declared["kvpress"].extra == "kvpress"
+
+
+def test_the_tested_version_is_ok_and_a_local_label_is_no_difference():
+    checks = by_item({"torch": "2.13.0+cu128", "transformers": "5.24.0", "accelerate": "1.15.0", "pandas": "3.1.1"})
+    assert checks["python"].ok
+    assert checks["torch"].ok and checks["torch"].detail == "2.13.0+cu128 (tested)"
+    assert checks["transformers"].detail == "5.24.0 (tested)"
+
+
+def test_a_newer_release_inside_the_range_is_ok_and_names_the_constraints_that_reproduce_the_tested_set():
+    checks = by_item({"torch": "2.99.1+cpu", "transformers": "5.25.0", "accelerate": "1.16.0", "pandas": "3.1.1"})
+    for name in ("torch", "transformers", "accelerate"):
+        assert checks[name].ok, checks[name].line
+    assert checks["transformers"].line == (
+        "ok       transformers: 5.25.0 (tested: 5.24.0; in the declared range <6,>=5; "
+        "`-c envs/constraints.txt` reproduces the tested set)"
+    )
+
+
+def test_a_version_outside_the_declared_range_is_a_problem_with_the_command_that_fixes_it():
+    checks = by_item({"torch": "2.3.1+cu121", "transformers": "6.0.0", "accelerate": "1.15.0", "pandas": "2.1.0"})
+    transformers = checks["transformers"]
+    assert not transformers.ok
+    assert transformers.detail == "6.0.0 is outside the range sdtp-bench declares (<6,>=5)"
+    assert transformers.advice.startswith('pip install "transformers<6,>=5"')
+    assert "-c envs/constraints.txt" in transformers.advice
+    assert not checks["torch"].ok and "built for your CUDA" in checks["torch"].advice
+    assert not checks["pandas"].ok and 'pip install "pandas>=2.2"' in checks["pandas"].advice
+    assert checks["accelerate"].ok
+
+
+def test_a_missing_package_is_a_problem_and_an_extra_that_is_not_installed_is_left_out():
+    checks = by_item({"torch": "2.13.0", "accelerate": "1.15.0", "pandas": "3.1.1"})
+    assert not checks["transformers"].ok and checks["transformers"].detail == "not installed"
+    assert "kvpress" not in checks and "lm_eval" not in checks
+
+
+def test_extras_follow_the_same_policy_against_their_own_pins():
+    installed = {"torch": "2.13.0", "transformers": "5.24.0", "kvpress": "0.5.2", "lm_eval": "0.4.14"}
+    checks = by_item(installed, tested_extras={"kvpress": "0.5.2", "lm-eval": "0.4.13"})
+    assert checks["kvpress"].ok and checks["kvpress"].detail == "0.5.2 (tested)"
+    assert checks["lm_eval"].ok and "tested: 0.4.13" in checks["lm_eval"].detail
+    assert "-c envs/constraints-extras.txt" in checks["lm_eval"].detail
+    kvpress = by_item({**installed, "kvpress": "0.5.5"})["kvpress"]
+    assert not kvpress.ok and "extra [kvpress]" in kvpress.detail
+    assert '-e ".[kvpress]" -c envs/constraints-extras.txt' in kvpress.advice
+
+
+def test_without_a_constraints_file_versions_are_only_checked_against_the_range():
+    checks = by_item({"torch": "2.13.0", "transformers": "5.25.0"}, tested=None)
+    assert checks["transformers"].ok and "not compared: no envs/constraints.txt" in checks["transformers"].detail
+    assert "in the declared range <6,>=5" in checks["transformers"].detail
+
+
+def test_the_repository_constraints_files_pin_versions_inside_the_declared_ranges():
+    """The tested sets themselves must satisfy what the package declares (a stale pin would make `-c` fail)."""
+    repo = Path(__file__).resolve().parents[1]
+    declared = doctor.declared_ranges()
+    for name in ("constraints.txt", "constraints-extras.txt"):
+        pins = doctor.read_constraints(repo / "envs" / name)
+        assert pins, name
+        for package, version in pins.items():
+            key = normalise(package)
+            if key in declared:
+                assert declared[key].specifier.contains(version, prereleases=True), (name, package, version)
 
 
 # --- SLURM, disk ----------------------------------------------------------------------------------------------
@@ -139,7 +227,7 @@ def test_disk_checks_the_nearest_existing_parent(tmp_path):
 
 def test_offline_hub_makes_no_request_and_is_not_a_problem(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(doctor, "_head", no_network)
+    monkeypatch.setattr(storage, "_head", no_network)
     status = doctor.hub_status()
     assert status.offline and not status.reachable
     hub = doctor.hub(status, needed=["model Qwen/Qwen2-7B-Instruct"])[-1]
@@ -153,7 +241,7 @@ def test_unreachable_hub_is_a_problem_only_when_something_must_be_downloaded(mon
         assert timeout_s == 3.0
         raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(doctor, "_head", unreachable)
+    monkeypatch.setattr(storage, "_head", unreachable)
     status = doctor.hub_status()
     assert not status.reachable and "URLError" in status.error
     assert doctor.hub(status)[-1].ok
@@ -167,7 +255,7 @@ def test_reachable_hub_and_a_token_that_is_never_shown(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token_123")
     monkeypatch.setenv("HF_HOME", "/data/hf")
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.setattr(doctor, "_head", lambda url, timeout_s: 200)
+    monkeypatch.setattr(storage, "_head", lambda url, timeout_s: 200)
     checks = doctor.hub()
     by_item = {c.item: c for c in checks}
     assert by_item["hub"].ok and "reachable (HTTP 200" in by_item["hub"].detail

@@ -1,5 +1,9 @@
 """`python -m sdtp doctor`: on this machine for real, on a simulated 2-GPU box with a Qwen2-7B shape, offline, and with
-a missing or invalid config file. The hub is never contacted (`sdtp.doctor._head` is patched in every test)."""
+a missing or invalid config file. The hub is never contacted (`sdtp.doctor.storage._head` is patched in every test).
+
+No test depends on the installed versions: every test sees the versions `envs/constraints.txt` pins, and the 2-GPU
+scenario runs again on releases newer than the pins but inside the declared ranges (what a fresh install gets next
+month), and on one outside them."""
 
 import json
 import types
@@ -12,9 +16,27 @@ from tiny_models import qwen2_7b_config
 
 from sdtp import doctor
 from sdtp.commands import cli
+from sdtp.doctor import packages, storage
 
 REPO = Path(__file__).resolve().parents[2]
 GIB = 2**30
+PINNED = doctor.read_constraints(REPO / "envs" / "constraints.txt")
+# Releases after the pins, inside pyproject's ranges (torch <3, transformers <6, accelerate <2, snakemake <10).
+NEWER = {
+    **PINNED,
+    "torch": "2.99.0+cu130",
+    "transformers": "5.99.1",
+    "accelerate": "1.99.0",
+    "snakemake": "9.99.0",
+    "pandas": "3.9.0",
+    "huggingface_hub": "2.99.0",
+}
+
+
+def fake_installed(monkeypatch, installed):
+    """The doctor reads these versions instead of the installed ones (extras: not installed)."""
+    normalised = {packages.normalise(k): v for k, v in installed.items()}
+    monkeypatch.setattr(packages, "installed_version", lambda name: normalised.get(packages.normalise(name)))
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +46,8 @@ def no_hub(monkeypatch, tmp_path):
     def unreachable(url, timeout_s):
         raise OSError("no network in tests")
 
-    monkeypatch.setattr(doctor, "_head", unreachable)
+    monkeypatch.setattr(storage, "_head", unreachable)
+    fake_installed(monkeypatch, PINNED)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_TOKEN", raising=False)
@@ -96,7 +119,9 @@ def test_runs_on_this_machine_says_no_cuda_and_writes_the_same_report_as_json(ca
     assert not (tmp_path / ".snakemake").exists()  # the lock-dir probe cleans up after itself
 
 
-def test_simulated_two_gpu_box_flags_24_gib_devices_and_passes_80_gib_ones(capsys, monkeypatch, tmp_path):
+@pytest.mark.parametrize("installed", [PINNED, NEWER], ids=["pinned", "newer-inside-the-ranges"])
+def test_simulated_two_gpu_box_flags_24_gib_devices_and_passes_80_gib_ones(capsys, monkeypatch, tmp_path, installed):
+    fake_installed(monkeypatch, installed)
     config = paper_like_config(tmp_path)
     fake_cuda(monkeypatch, "NVIDIA GeForce RTX 4090", 24 * GIB, (8, 9))
     rc, out, _ = run(capsys, "--configfile", str(config))
@@ -126,7 +151,7 @@ def test_paper_config_offline_reports_everything_and_says_the_model_is_unknown(c
     def no_network(*args, **kwargs):
         raise AssertionError("the hub was contacted")
 
-    monkeypatch.setattr(doctor, "_head", no_network)
+    monkeypatch.setattr(storage, "_head", no_network)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     rc, out, _ = run(capsys, "--configfile", str(REPO / "configs" / "paper-qwen2-7b.yaml"))
     assert rc == 0
@@ -189,3 +214,20 @@ def test_an_unusable_lock_dir_is_a_problem_when_jobs_claim_gpus(capsys, monkeypa
     pool = next(line for line in item_lines(out) if " gpu pool:" in line)
     assert pool.startswith("ok") and "writable, file locks work" in pool and "SLURM binds" in pool
     assert "job 42, step 3: SLURM binds this step's GPUs" in out
+
+
+def test_a_release_outside_the_declared_range_is_the_one_more_problem(capsys, monkeypatch, tmp_path):
+    fake_installed(monkeypatch, {**NEWER, "transformers": "6.0.0"})
+    fake_cuda(monkeypatch, "NVIDIA H100 80GB HBM3", 80 * GIB, (9, 0))
+    rc, out, _ = run(capsys, "--configfile", str(paper_like_config(tmp_path)))
+    assert rc == 0
+    (problem,) = [line for line in item_lines(out) if line.startswith("PROBLEM")]
+    assert problem.startswith("PROBLEM: transformers: 6.0.0 is outside the range sdtp-bench declares (<6,>=5)")
+    assert out.splitlines()[-1].startswith("1 problem(s)")
+
+
+def test_newer_releases_are_reported_as_untested_but_ok(capsys, monkeypatch):
+    fake_installed(monkeypatch, NEWER)
+    _, out, _ = run(capsys, "--configfile", str(REPO / "config.yaml"))
+    line = next(line for line in item_lines(out) if line.startswith("ok       transformers:"))
+    assert f"5.99.1 (tested: {PINNED['transformers']};" in line and "-c envs/constraints.txt" in line
