@@ -26,12 +26,12 @@ from pathlib import Path
 from sdtp.memory import (
     DTYPE_BYTES,
     MemoryEstimate,
-    _dims,
     dense_parameter_count,
     dtype_name,
     gradient_memory_estimate,
     memory_estimate,
 )
+from sdtp.model_dims import model_dims
 
 MEM_SAFETY = 1.25
 HOST_OVERHEAD_MB = 2048
@@ -116,8 +116,9 @@ def mem_mb(estimate: MemoryEstimate | None, attempt: int = 1) -> int:
 def forward_flops(config: dict, tokens: int) -> float:
     """Matmul FLOPs of one forward pass over `tokens`: 2 per multiply-add with every parameter, plus causal attention
     (Q·Kᵀ and A·V over the n(n+1)/2 pairs of every layer)."""
-    dims = _dims(config)
-    return 2.0 * dense_parameter_count(config) * tokens + 2 * dims["L"] * 2 * dims["q"] * tokens * (tokens + 1) / 2
+    dims = model_dims(config)
+    pairs = tokens * (tokens + 1) / 2
+    return 2.0 * dense_parameter_count(config) * tokens + 2 * dims.num_layers * 2 * dims.q_width * pairs
 
 
 def runtime_min(seconds: float | None, attempt: int = 1) -> int:

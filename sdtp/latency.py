@@ -25,10 +25,10 @@ import psutil
 import torch
 
 from sdtp.engine import decode_greedy, prefill_with_pruning
-from sdtp.flops import compression_ratio, ideal_speedup, kv_bytes_per_layer, prefill_flops, scorer_flops
+from sdtp.flops import compression_ratio, ideal_speedup, kv_bytes_per_layer, scorer_flops
 from sdtp.oom import describe, free_memory, is_out_of_memory
 from sdtp.peaks import device_name  # the name `python -m sdtp peak` records, so peaks match rows
-from sdtp.provenance import provenance
+from sdtp.provenance import library_versions, provenance
 from sdtp.roofline import decode_cost, run_costs
 from sdtp.schedule import KeepSchedule
 from sdtp.scorers import BaselineScorer
@@ -80,6 +80,7 @@ class LatencyRow:
     baseline_decode_bytes: float
     torch_version: str
     transformers_version: str
+    accelerate_version: str | None  # torch, transformers, accelerate: sdtp.provenance.library_versions
     # sdtp.provenance: which machine, SLURM job (None outside SLURM) and GPUs produced the row
     host: str
     slurm_job_id: str | None
@@ -103,6 +104,85 @@ def _peak_memory(devices: list[torch.device]) -> dict:
         )
     rss = int(psutil.Process().memory_info().rss)
     return dict(peak_memory_bytes=rss, peak_memory_bytes_per_device=[], memory_kind="cpu_rss")
+
+
+NO_TIMES = (math.nan, math.nan)  # (prefill_s, decode_s) of a baseline that did not run beside the method
+
+
+@dataclass(frozen=True)
+class TimedRun:
+    """One timed prefill + decode: seconds of each, and the cache lengths the prefill left ([num_layers])."""
+
+    prefill_s: float
+    decode_s: float
+    kv_lengths: list[int]
+
+
+@dataclass(frozen=True)
+class TimedPair:
+    """One warm-up or repeat: the method's run, its peak memory (the row's columns), and the paired baseline's
+    (prefill_s, decode_s), `NO_TIMES` when it did not run."""
+
+    method: TimedRun
+    memory: dict
+    baseline_times: tuple[float, float]
+
+
+def seeded_prompt(vocab_size: int, length: int, seed: int) -> torch.Tensor:
+    """(1, length) random token ids from a generator seeded with `seed`: every method of a sweep times this prompt."""
+    return torch.randint(0, vocab_size, (1, length), generator=torch.Generator().manual_seed(seed))
+
+
+@dataclass
+class LatencyJob:
+    """One prompt timed with one method, and with the unpruned baseline beside it while `paired` holds."""
+
+    model: torch.nn.Module
+    ids: torch.Tensor  # (1, length), on the device of the embeddings
+    schedule: KeepSchedule
+    scorer: object  # a `sdtp.scorers` scorer
+    kv_compression: object | None  # a `sdtp.kv_compression.KVCompression`, or None
+    new_tokens: int
+    devices: list[torch.device]  # every device the model spans: each one synchronised around each timed region
+    paired: bool  # off for good once the baseline runs out of memory where the method fits
+
+    def timed_run(self, scorer, kv_compression) -> TimedRun:
+        """Prefill with `scorer` (and the press), then decode exactly `new_tokens` greedy tokens from that cache."""
+        model, ids, new_tokens = self.model, self.ids, self.new_tokens
+        prefill_s, result = timed(
+            lambda: prefill_with_pruning(model, ids, self.schedule, scorer, kv_compression=kv_compression), self.devices
+        )
+        kv_lengths = result.kv_lengths  # before decoding grows the cache
+        # EOS ignored: generations of different lengths would make decode times incomparable (DESIGN §2).
+        decode_s, tokens = timed(lambda: decode_greedy(model, result, new_tokens, ignore_eos=True), self.devices)
+        assert tokens.shape[1] == new_tokens, "decode must produce exactly new_tokens tokens"
+        return TimedRun(prefill_s, decode_s, kv_lengths)
+
+    def paired_baseline_times(self) -> tuple[float, float]:
+        """The unpruned baseline's (prefill_s, decode_s) on the same prompt; out of memory, pairing stops."""
+        try:
+            run = self.timed_run(BaselineScorer(), None)
+            return run.prefill_s, run.decode_s
+        except RuntimeError as error:
+            if not is_out_of_memory(error):
+                raise
+            message = describe(error)
+        self.paired = False
+        free_memory()  # outside the except block, whose traceback holds the failed run's tensors
+        log.warning("paired baseline at L=%d out of memory (%s): no more pairs; speedups use the baseline job",
+                    self.ids.shape[1], message)  # fmt: skip
+        return NO_TIMES
+
+    def timed_pair(self, index: int) -> TimedPair:
+        """The method's run, with the baseline's first on odd indices and second on even ones while paired."""
+        baseline_first = self.paired and index % 2 == 1
+        baseline_times = self.paired_baseline_times() if baseline_first else NO_TIMES
+        reset_peak_memory(self.devices)
+        method = self.timed_run(self.scorer, self.kv_compression)
+        memory = _peak_memory(self.devices)  # the method's own run's, not the baseline's
+        if self.paired and not baseline_first:
+            baseline_times = self.paired_baseline_times()
+        return TimedPair(method, memory, baseline_times)
 
 
 def measure_latency(
@@ -134,42 +214,88 @@ def measure_latency(
     `kv_compression` (`sdtp.kv_compression.KVCompression`): a press compresses each layer's cache after the prefill's
     attention; its scoring FLOPs are not counted (a window of queries per layer, small beside the layer's).
     """
-    import transformers
-
     config = model.config
-    device = model.model.embed_tokens.weight.device  # where the prompt goes in
     devices = model_devices(model)
-    cuda = [d for d in devices if d.type == "cuda"]
     num_layers = config.num_hidden_layers
-    ids = torch.randint(0, config.vocab_size, (1, length), generator=torch.Generator().manual_seed(seed)).to(device)
     tokens_per_layer = schedule.tokens_per_layer(length, num_layers) if scorer.prunes else [length] * num_layers
-    # The pruned run's FLOPs include its scorer's (the SDTP pruning modules, the attention row), so the ideal speedup
-    # is the one this method can reach.
-    scoring = scorer.prunes and schedule.keep_ratio < 1.0
-    flops = prefill_flops(config, tokens_per_layer)
-    flops += scorer_flops(scorer.name, config, schedule.tokens_scored(length)) if scoring else 0.0
-    baseline_flops = prefill_flops(config, [length] * num_layers)
-    scoring_flops = flops - prefill_flops(config, tokens_per_layer)
-    costs = run_costs(config, length, tokens_per_layer, new_tokens, model.dtype, scoring_flops)
-    # A model partly on cpu/disk next to its GPUs (device_map offloading) is timed, but its rows say so.
-    offloaded = bool(cuda) and any(d.type in ("cpu", "meta") for d in devices)
-    if offloaded:
-        log.warning("part of the model is offloaded to %s: rows are marked 'offloaded', not 'ok'", devices)
-    common = dict(
+    reduces_cache = scorer.prunes or kv_compression is not None
+    setup = dict(
         model=model_name,
         method=method,
-        keep_ratio=schedule.keep_ratio if scorer.prunes or kv_compression is not None else 1.0,
+        keep_ratio=schedule.keep_ratio if reduces_cache else 1.0,
         length=length,
         stages=schedule.num_stages if scorer.prunes else 0,
         prune_layers=list(schedule.layers) if scorer.prunes else [],
         pruner_weights=pruner_weights,
         new_tokens=new_tokens,
-        device=", ".join(device_name(d) for d in cuda) if cuda else device_name(device),
+        kv_budget="",
+        press_compression_ratio=0.0,
+    )
+    common = {
+        **setup,
+        **_machine_columns(model, devices),
+        **_cost_columns(config, model.dtype, scorer, schedule, length, tokens_per_layer, new_tokens),
+    }
+    status = _run_status(devices)
+    ids = seeded_prompt(config.vocab_size, length, seed).to(model.model.embed_tokens.weight.device)
+    job = LatencyJob(
+        model, ids, schedule, scorer, kv_compression, new_tokens, devices, paired_baseline and reduces_cache
+    )
+    try:
+        for index in range(warmup):
+            job.timed_pair(index)
+            log.info("%s r=%s L=%d: warm-up %d/%d done", method, common["keep_ratio"], length, index + 1, warmup)
+        rows = []
+        for repeat in range(repeats):
+            pair = job.timed_pair(repeat)
+            press = _press_columns(kv_compression, config, length, pair.method.kv_lengths, new_tokens, model.dtype)
+            rows.append(_repeat_row({**common, **press}, repeat, pair, config, model.dtype, status))
+            _log_row(rows[-1], repeats)
+        return rows
+    except RuntimeError as error:  # torch.OutOfMemoryError is one; so are cuBLAS's and FlashAttention's OOM errors
+        if not is_out_of_memory(error):
+            raise
+        log.warning("%s r=%s L=%d: out of memory: %s", method, common["keep_ratio"], length, describe(error))
+    free_memory()  # outside the except block, whose traceback holds the failed run's tensors
+    return [_oom_row(common, devices, tokens_per_layer)]
+
+
+def _machine_columns(model, devices: list[torch.device]) -> dict:
+    """Where and with what the job runs: device names (every CUDA device the model spans), dtype, versions and
+    provenance (read after the GPU pool set CUDA_VISIBLE_DEVICES)."""
+    cuda = [d for d in devices if d.type == "cuda"]
+    prompt_device = model.model.embed_tokens.weight.device
+    return dict(
+        device=", ".join(device_name(d) for d in cuda) if cuda else device_name(prompt_device),
         devices=[str(d) for d in devices],
         dtype=str(model.dtype).removeprefix("torch."),
-        prefill_flops=flops,
-        baseline_prefill_flops=baseline_flops,
-        ideal_speedup=ideal_speedup(baseline_flops, flops),
+        **library_versions(),
+        **provenance(),
+    )
+
+
+def _run_status(devices: list[torch.device]) -> str:
+    """ "ok", or "offloaded" for a model partly on cpu/disk next to its GPUs (device_map offloading): timed, but not
+    a GPU's latency."""
+    offloaded = any(d.type == "cuda" for d in devices) and any(d.type in ("cpu", "meta") for d in devices)
+    if offloaded:
+        log.warning("part of the model is offloaded to %s: rows are marked 'offloaded', not 'ok'", devices)
+    return "offloaded" if offloaded else "ok"
+
+
+def _cost_columns(
+    config, dtype, scorer, schedule: KeepSchedule, length: int, tokens_per_layer: list[int], new_tokens: int
+) -> dict:
+    """The analytic columns of this run and of the unpruned baseline: FLOPs, the roofline's bytes, the ideal
+    speedup and the compression ratio. The pruned prefill's FLOPs include its scorer's (the SDTP pruning modules,
+    the attention row), so the ideal speedup is the one this method can reach."""
+    scoring = scorer.prunes and schedule.keep_ratio < 1.0
+    scoring_flops = scorer_flops(scorer.name, config, schedule.tokens_scored(length)) if scoring else 0.0
+    costs = run_costs(config, length, tokens_per_layer, new_tokens, dtype, scoring_flops)
+    return dict(
+        prefill_flops=costs.prefill.flops,
+        baseline_prefill_flops=costs.baseline_prefill.flops,
+        ideal_speedup=ideal_speedup(costs.baseline_prefill.flops, costs.prefill.flops),
         compression_ratio=compression_ratio(length, tokens_per_layer),
         prefill_bytes=costs.prefill.bytes,
         decode_flops=costs.decode.flops,
@@ -177,115 +303,7 @@ def measure_latency(
         baseline_prefill_bytes=costs.baseline_prefill.bytes,
         baseline_decode_flops=costs.baseline_decode.flops,
         baseline_decode_bytes=costs.baseline_decode.bytes,
-        torch_version=torch.__version__,
-        transformers_version=transformers.__version__,
-        **provenance(),  # read after the GPU pool set CUDA_VISIBLE_DEVICES
-        kv_budget="",
-        press_compression_ratio=0.0,
     )
-
-    def one_run(run_scorer=scorer, press=kv_compression):
-        prefill = lambda: prefill_with_pruning(model, ids, schedule, run_scorer, kv_compression=press)  # noqa: E731
-        prefill_s, result = timed(prefill, devices)
-        kv_lengths = result.kv_lengths  # before decoding grows the cache
-        decode_s, tokens = timed(lambda: decode_greedy(model, result, new_tokens, ignore_eos=True), devices)
-        assert tokens.shape[1] == new_tokens, "decode must produce exactly new_tokens tokens"
-        return prefill_s, decode_s, kv_lengths
-
-    paired = paired_baseline and (scorer.prunes or kv_compression is not None)
-    nan = float("nan")
-
-    def baseline_run() -> tuple[float, float]:
-        """The paired baseline's (prefill_s, decode_s); out of memory where the method fits, pairing stops."""
-        nonlocal paired
-        try:
-            prefill_s, decode_s, _ = one_run(BaselineScorer(), None)
-            return prefill_s, decode_s
-        except RuntimeError as error:
-            if not is_out_of_memory(error):
-                raise
-            message = describe(error)
-        paired = False
-        free_memory()  # outside the except block, whose traceback holds the failed run's tensors
-        log.warning("paired baseline at L=%d out of memory (%s): no more pairs; speedups use the baseline job", length,
-                    message)  # fmt: skip
-        return nan, nan
-
-    def run_pair(index: int):
-        """The method's run, and the baseline's beside it when paired: (method times, memory, baseline times)."""
-        baseline_first = paired and index % 2 == 1
-        baseline = baseline_run() if baseline_first else (nan, nan)
-        reset_peak_memory(devices)
-        own = one_run()
-        memory = _peak_memory(devices)
-        if paired and not baseline_first:
-            baseline = baseline_run()
-        return own, memory, baseline
-
-    rows = []
-    oom = False
-    try:
-        for i in range(warmup):
-            run_pair(i)
-            log.info("%s r=%s L=%d: warm-up %d/%d done", method, common["keep_ratio"], length, i + 1, warmup)
-        for repeat in range(repeats):
-            (prefill_s, decode_s, kv_lengths), memory, (baseline_prefill_s, baseline_decode_s) = run_pair(repeat)
-            kv_bytes = kv_bytes_per_layer(config, kv_lengths, model.dtype)
-            rows.append(
-                LatencyRow(
-                    **{**common, **_press_columns(kv_compression, config, length, kv_lengths, new_tokens, model.dtype)},
-                    repeat=repeat,
-                    prefill_s=prefill_s,
-                    decode_s=decode_s,
-                    total_s=prefill_s + decode_s,
-                    paired_baseline_prefill_s=baseline_prefill_s,
-                    paired_baseline_decode_s=baseline_decode_s,
-                    **memory,
-                    kv_lengths=kv_lengths,
-                    kv_bytes_per_layer=kv_bytes,
-                    kv_bytes=sum(kv_bytes),
-                    status="offloaded" if offloaded else "ok",
-                )
-            )
-            log.info(
-                "%s r=%s L=%d repeat %d/%d: prefill %.4f s, decode %.4f s (%d tokens)%s",
-                method,
-                common["keep_ratio"],
-                length,
-                repeat + 1,
-                repeats,
-                prefill_s,
-                decode_s,
-                new_tokens,
-                f"; paired baseline prefill {baseline_prefill_s:.4f} s, decode {baseline_decode_s:.4f} s"
-                if not math.isnan(baseline_prefill_s)
-                else "",
-            )
-    except RuntimeError as error:  # torch.OutOfMemoryError is one; so are cuBLAS's and FlashAttention's OOM errors
-        if not is_out_of_memory(error):
-            raise
-        log.warning("%s r=%s L=%d: out of memory: %s", method, common["keep_ratio"], length, describe(error))
-        oom = True
-    if oom:
-        free_memory()  # outside the except block, whose traceback holds the failed run's tensors
-        memory = _peak_memory(devices)
-        rows = [
-            LatencyRow(
-                **common,
-                repeat=0,
-                prefill_s=nan,
-                decode_s=nan,
-                total_s=nan,
-                paired_baseline_prefill_s=nan,
-                paired_baseline_decode_s=nan,
-                **memory,
-                kv_lengths=tokens_per_layer,
-                kv_bytes_per_layer=[],
-                kv_bytes=0,
-                status="oom",
-            )
-        ]
-    return rows
 
 
 def _press_columns(kv_compression, config, length: int, kv_lengths: list[int], new_tokens: int, dtype) -> dict:
@@ -300,6 +318,55 @@ def _press_columns(kv_compression, config, length: int, kv_lengths: list[int], n
         decode_flops=decode.flops,
         decode_bytes=decode.bytes,
     )
+
+
+def _repeat_row(columns: dict, repeat: int, pair: TimedPair, config, dtype, status: str) -> LatencyRow:
+    """The row of one timed repeat: the job's `columns`, the pair's times and memory, the cache it left."""
+    run = pair.method
+    kv_bytes = kv_bytes_per_layer(config, run.kv_lengths, dtype)
+    baseline_prefill_s, baseline_decode_s = pair.baseline_times
+    return LatencyRow(
+        **columns,
+        repeat=repeat,
+        prefill_s=run.prefill_s,
+        decode_s=run.decode_s,
+        total_s=run.prefill_s + run.decode_s,
+        paired_baseline_prefill_s=baseline_prefill_s,
+        paired_baseline_decode_s=baseline_decode_s,
+        **pair.memory,
+        kv_lengths=run.kv_lengths,
+        kv_bytes_per_layer=kv_bytes,
+        kv_bytes=sum(kv_bytes),
+        status=status,
+    )
+
+
+def _oom_row(columns: dict, devices: list[torch.device], tokens_per_layer: list[int]) -> LatencyRow:
+    """The job's one row when it ran out of memory: NaN times, the memory after freeing, the schedule's lengths."""
+    nan = math.nan
+    return LatencyRow(
+        **columns,
+        repeat=0,
+        prefill_s=nan,
+        decode_s=nan,
+        total_s=nan,
+        paired_baseline_prefill_s=nan,
+        paired_baseline_decode_s=nan,
+        **_peak_memory(devices),
+        kv_lengths=tokens_per_layer,
+        kv_bytes_per_layer=[],
+        kv_bytes=0,
+        status="oom",
+    )
+
+
+def _log_row(row: LatencyRow, repeats: int) -> None:
+    """One line per repeat: its times, and the paired baseline's when it ran."""
+    paired = "" if math.isnan(row.paired_baseline_prefill_s) else (
+        f"; paired baseline prefill {row.paired_baseline_prefill_s:.4f} s, decode {row.paired_baseline_decode_s:.4f} s"
+    )  # fmt: skip
+    log.info("%s r=%s L=%d repeat %d/%d: prefill %.4f s, decode %.4f s (%d tokens)%s", row.method, row.keep_ratio,
+             row.length, row.repeat + 1, repeats, row.prefill_s, row.decode_s, row.new_tokens, paired)  # fmt: skip
 
 
 def rows_to_frame(rows: list[LatencyRow]) -> pd.DataFrame:

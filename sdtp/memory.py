@@ -35,10 +35,10 @@ keeps a reserve of each device for them). These are estimates to plan with, not 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
+
+from sdtp.model_dims import model_dims, text_config
 
 GIB = 2**30
 
@@ -56,32 +56,6 @@ def gib(num_bytes: float) -> str:
     return f"{num_bytes / GIB:.1f} GiB"
 
 
-def as_model_config(model_config):
-    """A transformers config, or a model's `config.json` read as a dict (attribute access either way); the text
-    config of a multimodal one."""
-    if isinstance(model_config, Mapping):
-        model_config = SimpleNamespace(**model_config.get("text_config", model_config))
-    if hasattr(model_config, "get_text_config"):
-        model_config = model_config.get_text_config()
-    return model_config
-
-
-def _dims(model_config) -> dict[str, int]:
-    config = as_model_config(model_config)
-    heads = config.num_attention_heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    return {
-        "d": config.hidden_size,
-        "I": config.intermediate_size,
-        "H": heads,
-        "q": heads * head_dim,
-        "kv": kv_heads * head_dim,
-        "L": config.num_hidden_layers,
-        "V": config.vocab_size,
-    }
-
-
 def parameter_count(model_config) -> int:
     """Parameters of the causal LM `model_config` (a transformers config) describes, counted on the meta device
     (nothing is allocated); tied embeddings are counted once."""
@@ -97,17 +71,17 @@ def dense_parameter_count(model_config) -> int:
     """Parameters of a dense Qwen2 / Llama / Mistral-style decoder counted from its sizes alone (no torch): the
     embedding, the LM head unless tied, per layer q/k/v/o (biases: Qwen2's q/k/v, or `attention_bias`), the gated MLP
     (`mlp_bias`) and two RMSNorms, and the final norm. Equal to `parameter_count` for those families (tested)."""
-    config = as_model_config(model_config)
-    dims = _dims(config)
-    d, inter, q, kv = dims["d"], dims["I"], dims["q"], dims["kv"]
+    config = text_config(model_config)
+    dims = model_dims(config)
+    d, inter, q, kv = dims.hidden_size, dims.intermediate_size, dims.q_width, dims.kv_width
     qkv_bias = getattr(config, "model_type", "") in _QKV_BIAS_FAMILIES or bool(getattr(config, "attention_bias", False))
     o_bias = bool(getattr(config, "attention_bias", False))
     mlp_bias = bool(getattr(config, "mlp_bias", False))
     attention = d * q + 2 * d * kv + q * d + (q + 2 * kv if qkv_bias else 0) + (d if o_bias else 0)
     mlp = 3 * d * inter + (2 * inter + d if mlp_bias else 0)
     per_layer = attention + mlp + 2 * d
-    embeddings = dims["V"] * d * (1 if getattr(config, "tie_word_embeddings", False) else 2)
-    return embeddings + dims["L"] * per_layer + d
+    embeddings = dims.vocab_size * d * (1 if dims.tied_embeddings else 2)
+    return embeddings + dims.num_layers * per_layer + d
 
 
 @dataclass(frozen=True)
@@ -181,15 +155,15 @@ def memory_estimate(
     """
     name = dtype_name(dtype)
     b = DTYPE_BYTES[name]
-    dims = _dims(model_config)
+    dims = model_dims(model_config)
+    d, inter, q, kv = dims.hidden_size, dims.intermediate_size, dims.q_width, dims.kv_width
     params = parameter_count(model_config) if params is None else params
     n, tokens = int(length), int(length) + int(new_tokens)
-    kv = dims["L"] * 2 * dims["kv"] * tokens * b
-    elements = n * (2 * dims["d"] + max(3 * dims["q"] + 3 * dims["kv"], 3 * dims["I"]))
-    activations = elements * b
+    kv_bytes = dims.num_layers * 2 * kv * tokens * b
+    activations = n * (2 * d + max(3 * q + 3 * kv, 3 * inter)) * b
     if attn_implementation == "eager":
-        activations += dims["H"] * n * n * (b + 4)
-    return MemoryEstimate(job, tokens, name, params, params * b, kv, activations, remedy)
+        activations += dims.num_heads * n * n * (b + 4)
+    return MemoryEstimate(job, tokens, name, params, params * b, kv_bytes, activations, remedy)
 
 
 def gradient_memory_estimate(
@@ -210,16 +184,17 @@ def gradient_memory_estimate(
     imports torch). The formulas are in the module docstring."""
     name = dtype_name(dtype)
     b = DTYPE_BYTES[name]
-    dims = _dims(model_config)
+    dims = model_dims(model_config)
+    d, inter, q, kv, vocab = dims.hidden_size, dims.intermediate_size, dims.q_width, dims.kv_width, dims.vocab_size
     params = parameter_count(model_config) if params is None else params
     n = int(length)
-    layers = max(1, dims["L"] - int(first_layer))
-    kept = n * (2 * dims["d"] + 3 * dims["q"] + 3 * dims["kv"] + 4 * dims["I"]) * b
-    gradients = n * (dims["d"] + 2 * dims["I"]) * b
+    layers = max(1, dims.num_layers - int(first_layer))
+    kept = n * (2 * d + 3 * q + 3 * kv + 4 * inter) * b
+    gradients = n * (d + 2 * inter) * b
     if checkpointed:
         if logit_chunk is None:
             from sdtp.saliency import LOGIT_CHUNK as logit_chunk
-        activations = (layers + 1) * n * dims["d"] * b + kept + gradients + min(n, logit_chunk) * dims["V"] * 4
+        activations = (layers + 1) * n * d * b + kept + gradients + min(n, logit_chunk) * vocab * 4
     else:
-        activations = layers * kept + gradients + n * n * b + n * dims["V"] * (b + 4)
+        activations = layers * kept + gradients + n * n * b + n * vocab * (b + 4)
     return MemoryEstimate(job, n, name, params, params * b, 0, activations, remedy)

@@ -6,6 +6,7 @@ the GPU pool (`sdtp.commands.gpu_pool`) sets `CUDA_VISIBLE_DEVICES` in the proce
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 
@@ -30,3 +31,19 @@ def cuda_visible_devices() -> str | None:
 def provenance() -> dict[str, str | None]:
     """The three provenance columns of a result row: host, slurm_job_id, cuda_visible_devices."""
     return {"host": host(), "slurm_job_id": slurm_job_id(), "cuda_visible_devices": cuda_visible_devices()}
+
+
+VERSIONED = ("torch", "transformers", "accelerate")
+
+
+def library_versions() -> dict[str, str | None]:
+    """`<name>_version` of the libraries whose releases can change a measurement (kernels, Cache, dispatch): torch,
+    transformers, accelerate; None for one that is not installed. Benchmark rows carry them, so numbers taken on
+    different sets are never compared unawares (README: "Two installs")."""
+    versions = {}
+    for name in VERSIONED:
+        try:
+            versions[f"{name}_version"] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[f"{name}_version"] = None
+    return versions

@@ -1,6 +1,7 @@
 """A roofline model of prefill and decode: what a pruned run can gain at best on a given device.
 
-Each phase is one `Cost` — FLOPs (from `sdtp.flops`, multiply-add = 2) and bytes moved between memory and the chip —
+Each phase is one `Cost` — FLOPs (from `sdtp.flops`, multiply-add = 2) and bytes moved between memory and the chip,
+both from the model's sizes as `sdtp.model_dims` reads them —
 and its roofline time is `max(flops / peak_flops, bytes / peak_bandwidth)`: a phase can go no faster than its compute
 at the device's peak FLOP/s, nor than its memory traffic at the peak bandwidth. For ONE sequence (batch 1), with
 b = bytes per element of the dtype, d = hidden_size, n_l = tokens entering layer l (prefill) or cached at layer l
@@ -43,7 +44,8 @@ from dataclasses import dataclass
 
 import torch
 
-from sdtp.flops import _checked_counts, _dims, decode_step_flops, prefill_flops
+from sdtp.flops import decode_step_flops, prefill_flops
+from sdtp.model_dims import model_dims
 
 
 @dataclass(frozen=True)
@@ -133,16 +135,10 @@ def _itemsize(dtype: torch.dtype) -> int:
 
 def weight_bytes(config, dtype: torch.dtype) -> int:
     """Bytes of the weights read by one forward pass: every layer's q/k/v/o and MLP matrices, and the LM head."""
-    dims = _dims(config)
+    dims = model_dims(config)
     d = dims.hidden_size
     per_layer = d * dims.q_width + 2 * d * dims.kv_width + dims.q_width * d + 3 * d * dims.intermediate_size
     return (dims.num_layers * per_layer + dims.vocab_size * d) * _itemsize(dtype)
-
-
-def _tied(config) -> bool:
-    if hasattr(config, "get_text_config"):
-        config = config.get_text_config()
-    return bool(getattr(config, "tie_word_embeddings", False))
 
 
 def prefill_cost(config, tokens_per_layer: list[int], dtype: torch.dtype, extra_flops: float = 0.0) -> Cost:
@@ -154,12 +150,12 @@ def prefill_cost(config, tokens_per_layer: list[int], dtype: torch.dtype, extra_
         dtype: dtype of weights, activations and cache.
         extra_flops: FLOPs beyond the model's own (the scorer's: `sdtp.flops.scorer_flops`).
     """
-    dims = _dims(config)
-    counts = _checked_counts("tokens_per_layer", tokens_per_layer, dims.num_layers)
+    dims = model_dims(config)
+    counts = dims.per_layer("tokens_per_layer", tokens_per_layer)
     b = _itemsize(dtype)
     kv_written = sum(counts) * 2 * dims.kv_width * b
     activations = sum(2 * n * dims.hidden_size * b for n in counts)
-    embedding = 0 if _tied(config) else max(counts, default=0) * dims.hidden_size * b
+    embedding = 0 if dims.tied_embeddings else max(counts, default=0) * dims.hidden_size * b
     moved = weight_bytes(config, dtype) + kv_written + activations + embedding
     return Cost(prefill_flops(config, counts) + float(extra_flops), float(moved))
 
@@ -177,8 +173,8 @@ def decode_step_cost(config, kv_lengths_per_layer: list[int], dtype: torch.dtype
     """FLOPs and bytes of one decode step with `kv_lengths_per_layer[l]` tokens cached at layer l before the step;
     `kv_update` says how the cache takes the new token (module docstring)."""
     _check_kv_update(kv_update)
-    dims = _dims(config)
-    lengths = _checked_counts("kv_lengths_per_layer", kv_lengths_per_layer, dims.num_layers)
+    dims = model_dims(config)
+    lengths = dims.per_layer("kv_lengths_per_layer", kv_lengths_per_layer)
     b = _itemsize(dtype)
     kv_per_token = 2 * dims.kv_width * b
     kv_read = sum(length + 1 for length in lengths) * kv_per_token
@@ -187,7 +183,7 @@ def decode_step_cost(config, kv_lengths_per_layer: list[int], dtype: torch.dtype
     else:
         kv_written = dims.num_layers * kv_per_token
     activations = dims.num_layers * 2 * dims.hidden_size * b
-    embedding = 0 if _tied(config) else dims.hidden_size * b
+    embedding = 0 if dims.tied_embeddings else dims.hidden_size * b
     moved = weight_bytes(config, dtype) + kv_read + kv_written + activations + embedding
     return Cost(decode_step_flops(config, lengths), float(moved))
 
@@ -200,8 +196,8 @@ def decode_cost(
     if not isinstance(new_tokens, int) or isinstance(new_tokens, bool) or new_tokens < 1:
         raise ValueError(f"new_tokens = {new_tokens!r} must be an integer >= 1")
     _check_kv_update(kv_update)
-    dims = _dims(config)
-    lengths = _checked_counts("kv_lengths_per_layer", kv_lengths_per_layer, dims.num_layers)
+    dims = model_dims(config)
+    lengths = dims.per_layer("kv_lengths_per_layer", kv_lengths_per_layer)
     total = Cost(0.0, 0.0)
     for step in range(new_tokens - 1):
         total = total + decode_step_cost(config, [length + step for length in lengths], dtype, kv_update)
@@ -269,8 +265,8 @@ def run_costs(
     layer). The length is given, not taken as max(tokens_per_layer): a schedule that prunes before layer 0 sends
     fewer than `length` tokens through every layer. `kv_update`: how decode steps update the cache (module
     docstring)."""
-    dims = _dims(config)
-    counts = _checked_counts("tokens_per_layer", tokens_per_layer, dims.num_layers)
+    dims = model_dims(config)
+    counts = dims.per_layer("tokens_per_layer", tokens_per_layer)
     if not isinstance(length, int) or isinstance(length, bool) or length < 1:
         raise ValueError(f"length = {length!r} must be an integer >= 1")
     if max(counts) > length:

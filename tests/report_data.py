@@ -76,6 +76,7 @@ def latency_rows() -> pd.DataFrame:
                             baseline_decode_bytes=31 * (1e7 + 1024 * LAYERS * length),
                             torch_version="2.13.0+cpu",
                             transformers_version="5.1.0",
+                            accelerate_version="1.16.0",
                             status="ok",
                         )
                     )

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-from tiny_models import make_tiny_model
+from tiny_models import make_eos_model, make_tiny_model, random_ids
 
 from sdtp import latency as latency_module
+from sdtp.engine import decode_greedy, prefill_with_pruning
 from sdtp.flops import prefill_flops
 from sdtp.latency import measure_latency, rows_to_frame
 from sdtp.schedule import KeepSchedule
@@ -41,6 +42,11 @@ def test_measure_latency_rows():
     assert row.compression_ratio == pytest.approx(200 / 100)
     assert row.total_s == pytest.approx(row.prefill_s + row.decode_s) and row.prefill_s > 0 and row.decode_s > 0
     assert row.prune_layers == [1, 3] and row.stages == 2 and row.memory_kind == "cpu_rss"
+    import accelerate
+    import transformers
+
+    versions = (row.torch_version, row.transformers_version, row.accelerate_version)
+    assert versions == (torch.__version__, transformers.__version__, accelerate.__version__)
 
 
 def test_baseline_rows_have_no_pruning():
@@ -247,3 +253,31 @@ def test_a_paired_baseline_out_of_memory_ends_the_pairs_not_the_job(monkeypatch,
     assert rows[0].paired_baseline_decode_s > 0
     assert [pd.isna(row.paired_baseline_prefill_s) for row in rows] == [False, True, True]
     assert calls.count("baseline") == 2 and "paired baseline at L=32 out of memory" in caplog.text
+
+
+def test_latency_decodes_exactly_new_tokens_from_a_model_that_emits_eos(monkeypatch):
+    """End2End must time exactly new_tokens tokens (DESIGN §2: decode "speedups" of an earlier reproduction came from
+    generations cut short by EOS). On a model that emits EOS at once, every decode latency times, the method's and
+    the paired baseline's, still produces new_tokens tokens."""
+    model = make_eos_model(eos_token_id=0)
+    schedule = KeepSchedule([1, 3], 0.5, min_local=8)
+    # The model does emit EOS: a decode that honours it stops after one token.
+    prefill = prefill_with_pruning(model, random_ids(64, seed=0), schedule, get_scorer("baseline"))
+    assert decode_greedy(model, prefill, 6).tolist() == [[0]]
+    decoded = []
+    real_decode = latency_module.decode_greedy
+
+    def recording_decode(*args, **kwargs):
+        tokens = real_decode(*args, **kwargs)
+        decoded.append(tokens)
+        return tokens
+
+    monkeypatch.setattr(latency_module, "decode_greedy", recording_decode)
+    rows = measure_latency(
+        model, model_name="tiny-eos", method="random", scorer=get_scorer("random"), schedule=schedule, length=64,
+        warmup=1, repeats=2, new_tokens=6, paired_baseline=True,
+    )  # fmt: skip
+    assert [row.status for row in rows] == ["ok", "ok"] and all(row.new_tokens == 6 for row in rows)
+    # 1 warm-up + 2 repeats, each the method's decode and its paired baseline's: all EOS, all 6 tokens long.
+    assert [tokens.shape[1] for tokens in decoded] == [6] * 6
+    assert all(bool((tokens == 0).all()) for tokens in decoded)

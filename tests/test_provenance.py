@@ -23,3 +23,27 @@ def test_an_empty_job_id_is_no_job_but_an_empty_device_list_is_kept(monkeypatch)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert provenance.slurm_job_id() is None
     assert provenance.cuda_visible_devices() == ""
+
+
+def test_library_versions_name_each_installed_library_and_none_for_a_missing_one(monkeypatch):
+    import importlib.metadata
+
+    import torch
+    import transformers
+
+    versions = provenance.library_versions()
+    assert versions["torch_version"] == torch.__version__
+    assert versions["transformers_version"] == transformers.__version__
+    assert set(versions) == {"torch_version", "transformers_version", "accelerate_version"}
+
+    def only_torch(name):
+        if name != "torch":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return "2.99.0"
+
+    monkeypatch.setattr(importlib.metadata, "version", only_torch)
+    assert provenance.library_versions() == {
+        "torch_version": "2.99.0",
+        "transformers_version": None,
+        "accelerate_version": None,
+    }

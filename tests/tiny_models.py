@@ -50,6 +50,22 @@ def make_tiny_model(family: str = "qwen2", attn: str = "eager", dtype=torch.floa
     return model.to(dtype).eval().requires_grad_(False)
 
 
+def make_eos_model(eos_token_id: int = 0, **overrides):
+    """A tiny SDPA Qwen2 that greedily emits EOS (`eos_token_id`, in its config and generation config) at every
+    position: its LM head gets a bias putting EOS far ahead of every other token. Random tiny models never emit EOS,
+    so only a model like this shows whether a decode that must produce exactly N tokens really ignores EOS."""
+    model = make_tiny_model("qwen2", "sdpa", eos_token_id=eos_token_id, **overrides)
+    head = model.lm_head
+    biased_head = torch.nn.Linear(head.in_features, head.out_features, bias=True, dtype=head.weight.dtype)
+    with torch.no_grad():
+        biased_head.weight.copy_(head.weight)
+        biased_head.bias.zero_()
+        biased_head.bias[eos_token_id] = 1e4  # its other logits are a few units: EOS wins from any hidden state
+    model.lm_head = biased_head.eval().requires_grad_(False)
+    model.generation_config.eos_token_id = eos_token_id
+    return model
+
+
 # The `model:` settings section a command receives for a tiny model saved into a local directory (`--model-dir`).
 TINY_MODEL_SETTINGS = {
     "name": "tiny",

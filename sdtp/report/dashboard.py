@@ -35,6 +35,7 @@ def _environment(latency: pd.DataFrame) -> list[tuple[str, str]]:
         ("dtype", "dtype"),
         ("torch_version", "torch"),
         ("transformers_version", "transformers"),
+        ("accelerate_version", "accelerate"),
         ("memory_kind", "memory measured as"),
     ):
         if has_columns(latency, column):
