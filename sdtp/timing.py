@@ -2,14 +2,16 @@
 
 A model dispatched over several GPUs (`device_map`) ends its forward on the last one (the LM head): synchronising only
 the first GPU would stop the clock before the work is done. So the timed functions take the list of every device the
-model spans (`model_devices`), and each is synchronised.
+model spans (`model_devices`), and each is synchronised. `recorded_synchronisations` lets `python -m sdtp verify` see
+which devices a timed region really drained, on the user's model and GPUs.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -52,6 +54,25 @@ def repeat_timed(fn: Callable[[], object], devices: Devices, warmup: int, repeat
     for _ in range(warmup):
         fn()
     return [timed(fn, devices)[0] for _ in range(repeats)]
+
+
+@contextmanager
+def recorded_synchronisations() -> Iterator[list[torch.device]]:
+    """Within the block every `torch.cuda.synchronize` call still runs, and its device is appended to the yielded list
+    (`cuda` without an index: a call for the current device). Records the calls themselves, not what a function says
+    it would synchronise, so that a wrong device list or a broken `synchronize` shows."""
+    drained: list[torch.device] = []
+    real_synchronize = torch.cuda.synchronize
+
+    def recording_synchronize(device=None):
+        drained.append(torch.device("cuda", device) if isinstance(device, int) else torch.device(device or "cuda"))
+        return real_synchronize(device)
+
+    torch.cuda.synchronize = recording_synchronize
+    try:
+        yield drained
+    finally:
+        torch.cuda.synchronize = real_synchronize
 
 
 def reset_peak_memory(devices: Devices) -> None:

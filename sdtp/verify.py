@@ -12,8 +12,13 @@ measurement, `verify_engine` checks, on a short prompt:
 4. `cache_and_positions[<method>]`: the cache holds exactly the schedule's per-layer counts, kept positions are the
    original ones (strictly increasing, within the prompt, everything alive before the first prune layer), and after
    decoding every layer has grown by exactly the decoded tokens (the decode continued on that cache);
-5. `devices_synchronised`: every device the model's parameters sit on is in the list the timed regions synchronise
-   (`sdtp.timing.model_devices`); on CPU it records that there is nothing to synchronise.
+5. `devices_synchronised`: the baseline prefill of check 1 is timed as latency times its regions
+   (`timed(…, model_devices(model))`) while the `torch.cuda.synchronize` calls are recorded: every CUDA device the
+   prefill computed on (each layer's, the LM head's) must be drained before and after it. A device list that misses
+   the last GPU, or a `synchronize` that skips one, fails it; on CPU it records that there is nothing to synchronise.
+
+Logits are compared on the CPU: under `device_map` the engine's stay on the LM head's GPU (the last), while
+`model(input_ids)`'s come back on the input's (accelerate's top-level hook, `io_same_device`).
 
 Tolerances (`TOLERANCES`), relative to the logit scale s = max(1, max |reference logits|):
 - float32: max |Δ| ≤ 1e-4 · s, every decoded token identical. Two fp32 forwards that differ only in summation order
@@ -34,11 +39,11 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from sdtp.engine import decode_greedy, prefill_with_pruning
+from sdtp.engine import PrefillResult, decode_greedy, prefill_with_pruning
 from sdtp.reference import alive_masks, masked_reference_logits, reference_decode_logits
 from sdtp.schedule import KeepSchedule
 from sdtp.scorers import Scorer, get_scorer
-from sdtp.timing import model_devices
+from sdtp.timing import model_devices, recorded_synchronisations, timed
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,11 @@ ADVICE = {
         "the ragged cache or the kept positions are not what the schedule says: this transformers version's Cache or "
         "decoder layers may have changed; pin the versions in envs/constraints.txt"
     ),
-    "devices_synchronised": "a device holding model weights would not be synchronised around timed regions",
+    "devices_synchronised": (
+        "a device the model computes on is not synchronised around timed regions, so latency would stop the clock "
+        "before its work is done: sdtp.timing.model_devices must list every device a layer or the LM head runs on, "
+        "and sdtp.timing.synchronize drain each; report the model.device_map and the accelerate version"
+    ),
 }
 
 
@@ -127,8 +136,25 @@ def tolerance_for(dtype: torch.dtype) -> Tolerance:
 
 
 def _relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
+    # On the CPU: under device_map the two logits can sit on different GPUs (module docstring).
+    got, expected = got.float().cpu(), expected.float().cpu()
     scale = max(1.0, float(expected.abs().max()))
-    return float((got.float() - expected.float()).abs().max()) / scale
+    return float((got - expected).abs().max()) / scale
+
+
+def _devices_synchronised(result: PrefillResult, drained_before: list, drained_after: list) -> Check:
+    """Check 5: every CUDA device `result` was computed on (each layer's kept positions, the logits) is among the
+    devices synchronised before and after its timed region."""
+    computed_on = {p.device for p in result.kept_positions} | {result.logits.device}
+    cuda = sorted({str(d) for d in computed_on if d.type == "cuda"})
+    before, after = {str(d) for d in drained_before}, {str(d) for d in drained_after}
+    return _check(
+        "devices_synchronised",
+        set(cuda) <= before and set(cuda) <= after,
+        computed_on=cuda if cuda else "nothing to synchronise (CPU)",
+        synchronised_before=sorted(before),
+        synchronised_after=sorted(after),
+    )
 
 
 def _check(name: str, passed: bool, **figures) -> Check:
@@ -158,8 +184,20 @@ def verify_engine(
     num_layers = model.config.num_hidden_layers
     checks: list[Check] = []
 
-    # 1. The unpruned engine is the model's own forward.
-    baseline = prefill_with_pruning(model, input_ids, schedule, get_scorer("baseline"))
+    # 1. The unpruned engine is the model's own forward. Its prefill is timed as latency times one, the CUDA syncs
+    # recorded on both sides of the region, for check 5.
+    devices = model_devices(model)
+    with recorded_synchronisations() as drained:
+        marks = []  # how many syncs had been recorded when the region started and when it ended
+
+        def baseline_prefill() -> PrefillResult:
+            marks.append(len(drained))
+            result = prefill_with_pruning(model, input_ids, schedule, get_scorer("baseline"))
+            marks.append(len(drained))
+            return result
+
+        _, baseline = timed(baseline_prefill, devices)
+    synchronised_check = _devices_synchronised(baseline, drained[: marks[0]], drained[marks[1] :])
     forward = model(input_ids, logits_to_keep=1).logits[:, -1].float()
     error = _relative_error(baseline.logits, forward)
     same_argmax = int(baseline.logits.argmax()) == int(forward.argmax())
@@ -227,23 +265,13 @@ def verify_engine(
             )
         )
 
-    # 5. Every device holding weights is synchronised around timed regions.
-    parameter_devices = {str(p.device) for p in model.parameters()}
-    synchronised = {str(d) for d in model_devices(model)}
-    cuda = sorted(d for d in synchronised if d.startswith("cuda"))
-    checks.append(
-        _check(
-            "devices_synchronised",
-            parameter_devices <= synchronised,
-            devices=sorted(parameter_devices),
-            synchronised=cuda if cuda else "nothing to synchronise (CPU)",
-        )
-    )
+    # 5. Every device the baseline prefill computed on was synchronised around its timed region.
+    checks.append(synchronised_check)
     return VerifyReport(
         checks=checks,
         dtype=str(model.dtype).removeprefix("torch."),
         attn_implementation=str(model.config._attn_implementation),
-        devices=sorted(synchronised),
+        devices=[str(d) for d in devices],
         prompt_tokens=n,
         keep_ratio=schedule.keep_ratio,
         prune_layers=list(schedule.layers),

@@ -59,3 +59,14 @@ def test_cpu_needs_no_sync(monkeypatch):
     timing.timed(lambda: None, [torch.device("cpu")])
     timing.reset_peak_memory("cpu")
     assert calls == [] and timing.peak_memory_per_device(["cpu"]) == []
+
+
+def test_recorded_synchronisations_sees_each_call_and_lets_it_run(monkeypatch):
+    calls = record_cuda(monkeypatch)
+    fake_synchronize = torch.cuda.synchronize
+    with timing.recorded_synchronisations() as drained:
+        timing.timed(lambda: None, timing.model_devices(SpreadModel()))
+        torch.cuda.synchronize()  # no device: the current one
+    assert [str(d) for d in drained] == ["cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda"]
+    assert calls == [("sync", "cuda:0"), ("sync", "cuda:1")] * 2 + [("sync", "None")]  # each call still ran
+    assert torch.cuda.synchronize is fake_synchronize  # put back after the block

@@ -86,7 +86,7 @@ def _writable_lock_dir(path: Path) -> tuple[bool, str]:
 
 def pool_checks(gpus_per_job: int, step_pins: bool) -> list[doctor.Check]:
     """The GPU pool's lock directory (per host): writable, and flock works there."""
-    lock_dir = gpu_pool._lock_dir(None)
+    lock_dir = gpu_pool.lock_dir_of()
     ok, how = _writable_lock_dir(lock_dir)
     use = (
         "unused here (SLURM binds the GPUs)"

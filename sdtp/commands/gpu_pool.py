@@ -6,6 +6,9 @@ gets. Each job therefore calls `claim_devices(N)` before torch touches CUDA: it 
 pins itself to them through `CUDA_VISIBLE_DEVICES`, and keeps the locks' file descriptors open for the rest of the
 process. The kernel drops the lock when the process ends, however it
 ends (SIGKILL included), so a crashed job never leaks a device.
+
+Inside a SLURM job step SLURM has already bound the job's GPUs, and the pool stands aside. `job_devices` answers, in
+both cases, which GPUs the job computes on: what a command spreads its model over.
 """
 
 from __future__ import annotations
@@ -29,11 +32,16 @@ DEFAULT_LOCK_DIR = ".snakemake/gpu-locks"
 _held: dict[str, int] = {}
 
 
+def _listed_devices(cuda_visible_devices: str) -> list[str]:
+    """The device ids a `CUDA_VISIBLE_DEVICES` value lists (empty or -1: none)."""
+    return [d.strip() for d in cuda_visible_devices.split(",") if d.strip() and d.strip() != "-1"]
+
+
 def visible_devices() -> list[str]:
     """Devices this process may use: `CUDA_VISIBLE_DEVICES` as given (CUDA is not initialised), else `nvidia-smi -L`."""
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if env is not None:
-        return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
+        return _listed_devices(env)
     if shutil.which("nvidia-smi") is None:
         return []
     try:
@@ -59,8 +67,9 @@ def slurm_step_pins_devices() -> bool:
     return bool(os.environ.get("SLURM_JOB_ID")) and step.isdigit() and int(step) not in _NON_JOB_STEPS
 
 
-def _lock_dir(lock_dir: str | os.PathLike | None) -> Path:
-    # One directory per host: `.snakemake` may sit on a filesystem shared by several nodes, each with its own GPU 0.
+def lock_dir_of(lock_dir: str | os.PathLike | None = None) -> Path:
+    """Where this host's GPU locks live: `lock_dir`, else $SDTP_GPU_LOCK_DIR, else a per-host folder under
+    `.snakemake` (which may sit on a filesystem shared by several nodes, each with its own GPU 0)."""
     return Path(lock_dir or os.environ.get(LOCK_DIR_ENV) or Path(DEFAULT_LOCK_DIR) / platform.node())
 
 
@@ -108,7 +117,7 @@ def claim_devices(
         raise ValueError(
             f"a job asks for {count} GPUs (config resources.gpu) but only {len(devices)} are visible: {devices}"
         )
-    directory = _lock_dir(lock_dir)
+    directory = lock_dir_of(lock_dir)
     directory.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     warned = False
@@ -133,6 +142,33 @@ def claim_devices(
             log.warning("fewer than %d of the GPUs %s are free (locks in %s); waiting", count, devices, directory)
             warned = True
         time.sleep(poll_s)
+
+
+def job_devices(count: int) -> list[str]:
+    """The GPUs this job computes on, by id, pinned through `CUDA_VISIBLE_DEVICES` before torch touches CUDA.
+
+    Inside a SLURM job step (`slurm_step_pins_devices`): the devices SLURM bound to the step (its
+    `CUDA_VISIBLE_DEVICES`; never `nvidia-smi`, which may list GPUs other jobs hold): the first `count` of them, or all
+    of them when `count` is 0 (a rule that asks SLURM with `gres` passes `--gpus 0`, README "On a SLURM cluster").
+    Elsewhere: the `count` devices claimed from the pool (`claim_devices`). [] without GPUs or with `count` 0 outside
+    SLURM.
+    """
+    if not slurm_step_pins_devices():
+        return claim_devices(count) or []
+    env = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    bound = _listed_devices(env)
+    if count < 1 or not bound:
+        return bound
+    if count > len(bound):
+        raise ValueError(
+            f"a job asks for {count} GPUs (config resources.gpu) but SLURM job {os.environ.get('SLURM_JOB_ID')} step "
+            f"{os.environ.get('SLURM_STEP_ID')} binds only {len(bound)}: CUDA_VISIBLE_DEVICES={env}; ask SLURM for "
+            "resources.gpu GPUs per job (profiles/slurm/config.yaml: the rule's `gpu` or `gres` resource)"
+        )
+    if count < len(bound):  # more than asked (e.g. an exclusive node): use the first `count`, as the pool would
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(bound[:count])
+        log.info("SLURM bound GPU(s) %s; this job uses %s (config resources.gpu)", env, ",".join(bound[:count]))
+    return bound[:count]
 
 
 def claim_device(

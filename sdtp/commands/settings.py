@@ -59,17 +59,19 @@ ADDITIVE_MASK_ATTENTION = ("sdpa", "eager")
 
 
 def load_run_model(args: argparse.Namespace, additive_mask: bool = False):
-    """Claim a GPU from the pool (before torch touches CUDA), then load the model: (settings, model, tokenizer).
+    """Find the job's GPUs (claimed from the pool, or bound by SLURM; before torch touches CUDA), then load the model:
+    (settings, model, tokenizer). A job with more than one GPU spreads the model over them (`device_map: auto`) unless
+    `model.device_map` says otherwise or `model.device` is cpu.
 
     `additive_mask`: the job masks keys with an additive attention mask (stage 1's and stage 2's simulated pruning,
     saliency-check): an attention implementation that cannot take one is replaced by SDPA, and the log says so.
     """
-    from sdtp.commands.gpu_pool import claim_devices
+    from sdtp.commands.gpu_pool import job_devices
 
-    devices = claim_devices(getattr(args, "gpus", 1))
+    devices = job_devices(getattr(args, "gpus", 1))
     spec = model_spec(args.settings, args.model_dir)
-    if devices and len(devices) > 1 and not spec.get("device_map"):
-        log.info("%d GPUs claimed: spreading the model over them (device_map: auto)", len(devices))
+    if len(devices) > 1 and not spec.get("device_map") and spec.get("device") != "cpu":
+        log.info("GPUs %s: spreading the model over them (device_map: auto)", ",".join(devices))
         spec["device_map"] = "auto"
     configured = spec.get("attn_implementation", "sdpa")
     if additive_mask and configured not in ADDITIVE_MASK_ATTENTION:

@@ -109,6 +109,31 @@ def test_inside_a_slurm_job_step_is_a_no_op(tmp_path, monkeypatch):
     assert not any(tmp_path.iterdir())
 
 
+def test_inside_a_slurm_job_step_the_job_has_the_devices_slurm_bound(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "1234")
+    monkeypatch.setenv("SLURM_STEP_ID", "0")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    monkeypatch.setenv(gpu_pool.LOCK_DIR_ENV, str(tmp_path))
+    assert gpu_pool.job_devices(2) == ["0", "1"] and gpu_pool.job_devices(0) == ["0", "1"]
+    assert gpu_pool.job_devices(1) == ["0"] and os.environ["CUDA_VISIBLE_DEVICES"] == "0"
+    assert not any(tmp_path.iterdir())  # no pool locks inside a step
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # a step without GPUs (nvidia-smi is never asked inside a step)
+    assert gpu_pool.job_devices(1) == []
+
+
+def test_outside_slurm_the_job_has_the_devices_it_claimed_from_the_pool(tmp_path, monkeypatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3,4")
+    monkeypatch.setenv(gpu_pool.LOCK_DIR_ENV, str(tmp_path))
+    monkeypatch.setattr(gpu_pool, "_held", {})
+    try:
+        assert gpu_pool.job_devices(2) == ["2", "3"] and os.environ["CUDA_VISIBLE_DEVICES"] == "2,3"
+        assert (tmp_path / "gpu-2.lock").exists()
+    finally:
+        gpu_pool.release_device()
+    assert gpu_pool.job_devices(0) == []
+
+
 @pytest.mark.parametrize("step", [None, "4294967294"])  # an salloc shell (no step); an sbatch script (batch step)
 def test_inside_an_allocation_but_not_a_step_the_pool_works(tmp_path, monkeypatch, step):
     """The gpu-box profile run inside `salloc`/`sbatch`: SLURM_JOB_ID is set, but several local jobs share the
@@ -129,7 +154,7 @@ def test_locks_live_in_a_directory_per_host(monkeypatch):
     monkeypatch.delenv(gpu_pool.LOCK_DIR_ENV, raising=False)
     import platform
 
-    assert gpu_pool._lock_dir(None) == gpu_pool.Path(gpu_pool.DEFAULT_LOCK_DIR) / platform.node()
+    assert gpu_pool.lock_dir_of() == gpu_pool.Path(gpu_pool.DEFAULT_LOCK_DIR) / platform.node()
 
 
 @pytest.mark.parametrize(

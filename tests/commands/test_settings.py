@@ -90,3 +90,64 @@ def test_official_wrapping_recognises_the_family_by_name_or_hub_id():
         "longbench": {"max_input_tokens": 9},
     }
     assert official_chat_prompt("Q", prompt_format_for(qwen).model_name) == "Q"
+
+
+def record_model_specs(monkeypatch) -> list[dict]:
+    """The specs `load_run_model` hands to `load_model` (nothing is loaded)."""
+    from sdtp.commands import settings as settings_module
+
+    class LoadedModel:
+        class config:  # noqa: N801 - stands in for a transformers config
+            _attn_implementation = "sdpa"
+
+    specs: list[dict] = []
+    monkeypatch.setattr(settings_module, "load_model", lambda spec: specs.append(spec) or (LoadedModel(), None))
+    return specs
+
+
+def inside_a_slurm_step_with_gpus(monkeypatch, visible: str) -> None:
+    """An `srun` step of SLURM job 1234, as snakemake-executor-plugin-slurm runs each job, with SLURM's GPUs; torch sees
+    as many CUDA devices as SLURM bound."""
+    monkeypatch.setenv("SLURM_JOB_ID", "1234")
+    monkeypatch.setenv("SLURM_STEP_ID", "0")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: len(visible.split(",")))
+
+
+def run_settings(gpus: int, device: str = "cuda"):
+    import argparse
+
+    from sdtp.commands.settings import load_run_model
+
+    model_section = {"name": "qwen2-7b", "id": "Qwen/Qwen2-7B-Instruct", "device": device}
+    return load_run_model(argparse.Namespace(settings={"model": model_section}, model_dir=None, gpus=gpus))
+
+
+def test_inside_a_slurm_step_a_multi_gpu_job_spreads_its_model(monkeypatch):
+    """Issue 22, defect 2: SLURM binds the job's GPUs and the pool stands aside, but the model must still be spread
+    over them (the schema's resources.gpu promise), and a one-GPU job must not be."""
+    import os
+
+    specs = record_model_specs(monkeypatch)
+    inside_a_slurm_step_with_gpus(monkeypatch, "0,1")
+    run_settings(gpus=2)
+    assert specs[-1]["device_map"] == "auto" and os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
+    run_settings(gpus=0)  # a rule that asks SLURM with `gres` passes --gpus 0: the job uses what SLURM bound
+    assert specs[-1]["device_map"] == "auto"
+    run_settings(gpus=2, device="cpu")  # model.device: cpu stays on the CPU
+    assert "device_map" not in specs[-1]
+    run_settings(gpus=1)  # SLURM bound more than asked: the job uses the first, alone
+    assert "device_map" not in specs[-1] and specs[-1]["device"] == "cuda"
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0"
+
+
+def test_inside_a_slurm_step_one_gpu_is_not_spread_and_too_few_is_an_error(monkeypatch):
+    import pytest
+
+    specs = record_model_specs(monkeypatch)
+    inside_a_slurm_step_with_gpus(monkeypatch, "3")
+    run_settings(gpus=1)
+    assert "device_map" not in specs[-1] and specs[-1]["device"] == "cuda"
+    with pytest.raises(ValueError, match=r"asks for 2 GPUs \(config resources.gpu\) but SLURM job 1234 step 0 binds"):
+        run_settings(gpus=2)
