@@ -6,7 +6,7 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from sdtp import job_resources
+from sdtp import job_resources, lm_eval_resources
 from sdtp.longbench.tasks import get_task
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
@@ -159,12 +159,8 @@ LATENCY_SHAPE = config["latency"]["model"]
 
 def latency_model_section():
     """The `model:` settings latency jobs load: the quality model's, with `latency.model`'s overrides, random weights
-    and its own name when that section is set."""
-    if LATENCY_SHAPE is None:
-        return config["model"]
-    overrides = {**config["model"].get("config_overrides", {}), **LATENCY_SHAPE.get("config_overrides", {})}
-    name = LATENCY_SHAPE.get("name") or f"{config['model']['name']}-latency"
-    return {**config["model"], "name": name, "weights": "random", "config_overrides": overrides}
+    and its own name when that section is set (one definition, shared with `python -m sdtp job-resources`)."""
+    return job_resources.latency_model_section(config)
 
 
 LATENCY_MODEL = MODEL if LATENCY_SHAPE is None else latency_model_section()["name"] + "-random-weights"
@@ -203,26 +199,41 @@ def latency_pruner_arg(wildcards, input):
 
 def job_request(name, wildcards, input):
     """(memory estimate, assumed seconds) of one job of `name` (a rule's name), by sdtp.job_resources (no torch) from
-    the model's config.json (the demo model the workflow built, a local model.id, or the HF cache) and the job's
-    longest sequence. Latency jobs estimate the model they time (`latency.model` when set)."""
+    the model's config.json (the demo model the workflow built, a local model.id, or the HF cache) and the job's work.
+    Latency jobs estimate the model they time (`latency.model` when set); a prediction its task's records file once
+    it exists (an upper bound before: Snakemake evaluates the resources again before it submits the job)."""
     model_dir = getattr(input, "model", None) or None
+    if name == "lm_eval":  # sdtp.lm_eval_resources: the harness's longest context, its documents
+        return lm_eval_resources.lm_eval_request(
+            config, wildcards.task, model_dir, wildcards.method, demo_tasks=LM_EVAL_DEMO_TASKS
+        )
     if name == "latency":
         model, length = latency_model_section(), int(wildcards.length)
         return job_resources.rule_request(config, name, model, model_dir, length=length, method=wildcards.method)
     if name == "predict":
-        new_tokens = get_task(wildcards.task).max_new_tokens
-        return job_resources.rule_request(config, name, None, model_dir, method=wildcards.method, new_tokens=new_tokens)
+        task = get_task(wildcards.task)
+        return job_resources.rule_request(
+            config,
+            name,
+            None,
+            model_dir,
+            method=wildcards.method,
+            new_tokens=task.max_new_tokens,
+            task=task.name,
+            records=input.records,
+        )
     return job_resources.rule_request(config, name, None, model_dir)
 
 
 def mem_mb_of(name):
-    """A rule's `mem_mb` (SLURM --mem): its job's estimate + headroom, more on each retry; a profile's set-resources
-    overrides it."""
+    """A rule's `mem_mb` (SLURM --mem): its job's estimate + headroom, twice that on a retry; a profile's
+    set-resources overrides it."""
     return lambda wildcards, input, attempt: job_resources.mem_mb(job_request(name, wildcards, input)[0], attempt)
 
 
 def runtime_of(name):
-    """A rule's `runtime` in minutes (SLURM --time), from its job's FLOPs and bytes at pessimistic rates."""
+    """A rule's `runtime` in minutes (SLURM --time), from its job's FLOPs and bytes at a slow GPU's rates, twice that
+    on a retry."""
     return lambda wildcards, input, attempt: job_resources.runtime_min(job_request(name, wildcards, input)[1], attempt)
 
 

@@ -32,6 +32,8 @@ rule lm_eval:
         "../envs/sdtp.yaml"
     resources:
         gpu=config["resources"]["gpu"],
+        mem_mb=mem_mb_of("lm_eval"),
+        runtime=runtime_of("lm_eval"),
     params:
         settings=lm_eval_settings,
         model_dir=model_dir_arg,

@@ -6,6 +6,11 @@ by a press) at l, at their original positions. Continuation tokens are never pru
 layer's cache at positions original_length, original_length + 1, …, each attending to all keys cached at that layer
 and to the continuation tokens before it — in one block pass with a per-layer mask (SDPA, eager), or token by token
 with `decode_step` (any backend). Batch size 1.
+
+Scoring never holds the m × vocab logits of a long continuation (a rolling log-likelihood window is max_length tokens:
+three float32 copies would be 56 GiB at m = 32K with Qwen2's 152K vocabulary): the LM head runs on `LOGIT_CHUNK`
+positions at a time, and only each token's log-probability and whether it was the greedy one are kept, as
+`sdtp.saliency` chunks its objective.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from sdtp.engine import PrefillResult, decode_step
 # Attention backends that apply an arbitrary additive 4-D mask (the continuation block's); others score it token by
 # token with `decode_step`, which needs no mask.
 BLOCK_MASK_ATTENTION = ("sdpa", "eager")
+# Continuation positions whose logits exist at once: the (chunk, vocab) float32 logits and their log-softmax are the
+# largest tensors of a scoring (2 × 1024 × 152K × 4 bytes ≈ 1.2 GiB for Qwen2).
+LOGIT_CHUNK = 1024
 
 
 def block_mask(cached: int, block: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -32,8 +40,9 @@ def block_mask(cached: int, block: int, dtype: torch.dtype, device: torch.device
 
 
 @torch.no_grad()
-def _block_logits(model: nn.Module, prefill: PrefillResult, block_ids: torch.Tensor) -> torch.Tensor:
-    """(m, vocab) float32 logits after each of `block_ids` (1, m), fed through the ragged cache in one pass.
+def _block_hidden(model: nn.Module, prefill: PrefillResult, block_ids: torch.Tensor) -> torch.Tensor:
+    """(m, d) final hidden states (after the final norm, on the LM head's device) after each of `block_ids` (1, m),
+    fed through the ragged cache in one pass.
 
     Each layer appends the m tokens (at original positions original_length …) to its own cache; query i sees every key
     cached at that layer and block tokens 0 … i.
@@ -51,33 +60,48 @@ def _block_logits(model: nn.Module, prefill: PrefillResult, block_ids: torch.Ten
         mask = block_mask(prefill.cache.get_seq_length(idx), m, hidden.dtype, hidden.device)
         hidden = run_decoder_layer(layer, hidden, mask, positions, prefill.cache, position_embeddings)
     hidden = decoder.norm(hidden.to(device_of(decoder.norm)))
-    return model.lm_head(hidden.to(device_of(model.lm_head)))[0].float()
+    return hidden[0].to(device_of(model.lm_head))
+
+
+def _scored(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(c,) float32 log-probabilities of `targets` (c,) under `logits` (c, vocab), and (c,) whether each target is the
+    argmax (as HFLM decides it: on the log-probabilities)."""
+    logprobs = F.log_softmax(logits.float(), dim=-1)
+    return logprobs.gather(1, targets[:, None])[:, 0], logprobs.argmax(-1) == targets
 
 
 @torch.no_grad()
-def continuation_logprobs(model: nn.Module, prefill: PrefillResult, continuation: list[int]) -> torch.Tensor:
-    """(len(continuation), vocab) float32 log-probabilities: row i is the distribution continuation[i] is drawn from.
+def continuation_token_logprobs(
+    model: nn.Module, prefill: PrefillResult, continuation: list[int], chunk: int = LOGIT_CHUNK
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each continuation token's log-probability and whether it is the greedy token: (m,) float32, (m,) bool.
 
-    Row 0 comes from the prefill's last logits; rows 1 … come from continuation[:-1] fed through the pruned cache
-    (never pruned). The cache is left as the prefill made it (the fed tokens are cropped off again), so the same prefill
-    scores the next continuation of the same context.
+    Token 0 is scored by the prefill's last logits; tokens 1 … by continuation[:-1] fed through the pruned cache
+    (never pruned), the LM head applied to `chunk` positions at a time. The cache is left as the prefill made it (the
+    fed tokens are cropped off again), so the same prefill scores the next continuation of the same context.
     """
     if not continuation:
         raise ValueError("continuation is empty: there is nothing to score")
-    rows = [prefill.logits.reshape(1, -1)]
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1 position, got {chunk}")
+    targets = torch.tensor(continuation, dtype=torch.long, device=prefill.logits.device)
+    scored = [_scored(prefill.logits.reshape(1, -1), targets[:1])]
     fed = continuation[:-1]
     if fed:
-        device = device_of(model.model.embed_tokens)
-        ids = torch.tensor([fed], dtype=torch.long, device=device)
+        ids = torch.tensor([fed], dtype=torch.long, device=device_of(model.model.embed_tokens))
         if model.config._attn_implementation in BLOCK_MASK_ATTENTION:
-            rows.append(_block_logits(model, prefill, ids).to(rows[0].device))
+            hidden = _block_hidden(model, prefill, ids)
+            for start in range(0, len(fed), chunk):
+                logits = model.lm_head(hidden[start : start + chunk]).to(targets.device)
+                scored.append(_scored(logits, targets[1 + start : 1 + start + chunk]))
         else:
             for i in range(len(fed)):
                 step = decode_step(model, prefill.cache, ids[:, i : i + 1], prefill.original_length + i)
-                rows.append(step.to(rows[0].device))
+                scored.append(_scored(step.to(targets.device), targets[1 + i : 2 + i]))
         for layer in prefill.cache.layers:
             layer.crop(-len(fed))
-    return F.log_softmax(torch.cat(rows), dim=-1)
+    logprobs, greedy = zip(*scored, strict=True)
+    return torch.cat(logprobs), torch.cat(greedy)
 
 
 @torch.no_grad()

@@ -54,6 +54,8 @@ class PrefillResult:
         tokens_per_layer: n_l, the number of tokens entering (and, without a press, cached by) each layer.
         scorer_s: seconds spent in the scorer (only measured with `time_scorer=True`, else None).
         press_compression_ratio: the press's fraction of KV pairs removed per layer (None without a press).
+        press_uncompressed_layers: the layers the press left uncompressed, too short for it
+            (`sdtp.kv_compression.press_fits`; empty without a press).
     """
 
     logits: torch.Tensor
@@ -63,6 +65,7 @@ class PrefillResult:
     tokens_per_layer: list[int] = field(default_factory=list)
     scorer_s: float | None = None
     press_compression_ratio: float | None = None
+    press_uncompressed_layers: list[int] = field(default_factory=list)
 
     @property
     def kv_lengths(self) -> list[int]:
@@ -163,6 +166,7 @@ def prefill_with_pruning(
         tokens_per_layer=[int(p.shape[0]) for p in kept_positions],
         scorer_s=scorer_s,
         press_compression_ratio=None if kv_compression is None else kv_compression.last_compression_ratio,
+        press_uncompressed_layers=list(getattr(kv_compression, "last_uncompressed_layers", None) or []),
     )
     # Shapes only (no device sync): a transformers release whose layers stop filling the cache they are given would
     # leave it empty and decoding would silently ignore the prompt.

@@ -17,6 +17,14 @@ Its `compression_ratio` (the fraction of each layer's KV pairs it removes) comes
 - combined methods always: 1 − r, applied to what the pruning left at each layer (KV = ⌊n_l · r⌋).
 Every latency and prediction row records the budget it used (`kv_budget`) and the press's ratio.
 
+A layer too short for the press is left uncompressed (`only_what_fits`): kvpress asserts when a layer holds no more
+tokens than the press sets aside before scoring the rest (SnapKV's and PyramidKV's observation window, 64 by default;
+StreamingLLM's and ExpectedAttention's sinks), and would empty a layer whose ⌊n_l · (1 − ratio)⌋ is 0. After token
+pruning that happens on short prompts (`sdtp+snapkv` at r = 0.7 on 1K tokens leaves 59 tokens in the last layers), so
+the press keeps such a layer whole, rather than narrowing its window (which would be another method), and
+`KVCompression.last_uncompressed_layers` names those layers for the rows. Any other error the press raises becomes
+`sdtp.failures.CannotMeasure` (a row with status "error" and the reason, not a crashed job).
+
 kvpress is imported lazily: without the extra, everything but building a press works.
 """
 
@@ -24,13 +32,16 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from torch import nn
 
+from sdtp.failures import CannotMeasure
 from sdtp.kvpress_compat import applied
+from sdtp.oom import describe, is_out_of_memory
 from sdtp.schedule import KeepSchedule
 
 # Our name -> kvpress class. Presses that score and drop whole tokens per layer and run on CPU with any attention
@@ -50,6 +61,11 @@ PREFIX = "kvpress:"
 PATH_PREFIX = "kvpress-"
 BUDGETS = ("sdtp_mean_kv", "keep_ratio")
 INSTALL = "pip install -e '.[kvpress]'"
+# Press fields naming tokens a press sets aside before it scores the rest (SnapKV's and PyramidKV's observation window,
+# StreamingLLM's and ExpectedAttention's sinks): it can compress only a layer holding more tokens than these.
+RESERVED_TOKEN_FIELDS = ("window_size", "n_sink")
+
+log = logging.getLogger(__name__)
 
 
 def kvpress_installed() -> bool:
@@ -143,6 +159,43 @@ def build_press(press: str, params: dict, compression_ratio: float):
     return cls(compression_ratio=compression_ratio, **params)
 
 
+def reserved_tokens(press) -> int:
+    """Tokens `press` sets aside before scoring the rest (the largest of its `RESERVED_TOKEN_FIELDS`; 0 for none)."""
+    return max(int(getattr(press, name, 0) or 0) for name in RESERVED_TOKEN_FIELDS)
+
+
+def press_fits(press, tokens: int) -> bool:
+    """Whether `press` can compress a layer of `tokens` cached tokens: more than its reserved tokens, and at least one
+    token kept at its `compression_ratio` (kvpress keeps ⌊tokens · (1 − ratio)⌋)."""
+    return tokens > reserved_tokens(press) and int(tokens * (1 - press.compression_ratio)) >= 1
+
+
+def only_what_fits(press, uncompressed_layers: list[int]) -> None:
+    """Make `press` (this instance only) leave a layer it does not fit (`press_fits`) uncompressed and append that
+    layer's index to `uncompressed_layers`; any other error it raises (but out of memory) becomes `CannotMeasure`.
+
+    kvpress's forward hook calls `press.compress(module, hidden_states, keys, values, attentions, kwargs)` after each
+    layer's attention: hidden_states (1, q_len, d), keys and values (1, kv_heads, k_len, head_dim); it writes the
+    returned keys and values back into the layer's cache, so returning them unchanged leaves the layer as it was.
+    """
+    compress = press.compress
+
+    def compress_if_fits(module, hidden_states, keys, values, attentions, kwargs):
+        tokens = min(hidden_states.shape[1], keys.shape[2])  # equal in a prefill: the layer's cache starts empty
+        if not press_fits(press, tokens):
+            uncompressed_layers.append(int(module.layer_idx))
+            return keys, values
+        try:
+            return compress(module, hidden_states, keys, values, attentions, kwargs)
+        except Exception as error:  # the press's own code: this configuration cannot be measured, not our bug
+            if is_out_of_memory(error):
+                raise
+            message = f"{type(press).__name__} failed on layer {module.layer_idx} ({tokens} tokens): {describe(error)}"
+        raise CannotMeasure(message)  # outside the except block: no chained traceback holding the layer's tensors
+
+    press.compress = compress_if_fits
+
+
 def mean_kv_fraction(schedule: KeepSchedule, length: int, num_layers: int) -> float:
     """SDTP's mean tokens per layer ÷ `length` at the schedule's keep ratio: 1 / the paper's compression ratio."""
     tokens = schedule.tokens_per_layer(length, num_layers)
@@ -156,6 +209,8 @@ class KVCompression:
     press: `PRESSES` name; params: its config section; keep_ratio: r of the job; budget: `BUDGETS` entry, or
     "combined" (a press after token pruning: 1 − r per layer); schedule: the job's schedule (for `sdtp_mean_kv`).
     last_compression_ratio: the ratio of the latest `applied` prompt (what the rows record).
+    last_uncompressed_layers: the layers the press left uncompressed in the latest `applied` prompt, too short for it
+        (`press_fits`).
     """
 
     press: str
@@ -164,6 +219,7 @@ class KVCompression:
     budget: str
     schedule: KeepSchedule
     last_compression_ratio: float | None = field(default=None, init=False)
+    last_uncompressed_layers: list[int] = field(default_factory=list, init=False)
 
     def __post_init__(self):
         if self.budget not in (*BUDGETS, "combined"):
@@ -182,8 +238,16 @@ class KVCompression:
         """The press's hooks on `model` for one prefill of `length` prompt tokens (what `sdtp.engine` enters)."""
         ratio = self.compression_ratio(length, model.config.num_hidden_layers)
         self.last_compression_ratio = ratio
-        with applied(build_press(self.press, self.params, ratio), model):
+        self.last_uncompressed_layers = []
+        press = build_press(self.press, self.params, ratio)
+        only_what_fits(press, self.last_uncompressed_layers)
+        with applied(press, model):
             yield
+        if self.last_uncompressed_layers:
+            log.debug(
+                "%s (reserves %d tokens) left layers %s of a %d-token prompt uncompressed: too short for it",
+                self.press, reserved_tokens(press), self.last_uncompressed_layers, length,
+            )  # fmt: skip
 
 
 def kv_compression_for(method: str, keep_ratio: float, schedule: KeepSchedule, section: dict | None):

@@ -10,7 +10,8 @@ Per repeat, after warm-ups and synchronised on both sides of each timed region:
   job moved 15 % between runs minutes apart) slows both sides of a pair alike, where separate jobs minutes apart
   would each catch their own moment.
 Each repeat is one `LatencyRow` in the job's Parquet file, with the analytic FLOPs of this run and of the unpruned
-baseline at the same length, the per-layer cache lengths and bytes, and the status (`ok`, `oom`, or the error text).
+baseline at the same length, the per-layer cache lengths and bytes, and the status (`ok`, `offloaded`, or a failure
+recorded as a row with its `reason`: `oom`, or `error` for a method that cannot run on this input, `sdtp.failures`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import psutil
 import torch
 
 from sdtp.engine import decode_greedy, prefill_with_pruning
+from sdtp.failures import recorded_failure
 from sdtp.flops import compression_ratio, ideal_speedup, kv_bytes_per_layer, scorer_flops
 from sdtp.oom import describe, free_memory, is_out_of_memory
 from sdtp.peaks import device_name  # the name `python -m sdtp peak` records, so peaks match rows
@@ -90,7 +92,9 @@ class LatencyRow:
     # compression_ratio and the decode roofline inputs are those of the compressed cache.
     kv_budget: str
     press_compression_ratio: float
-    status: str
+    press_uncompressed_layers: list[int]  # layers too short for the press's window, left uncompressed
+    status: str  # "ok", "offloaded", or a failure recorded as a row (sdtp.failures): "oom", "error"
+    reason: str  # why a failed row failed ("" when ok)
 
 
 def _peak_memory(devices: list[torch.device]) -> dict:
@@ -230,6 +234,7 @@ def measure_latency(
         new_tokens=new_tokens,
         kv_budget="",
         press_compression_ratio=0.0,
+        press_uncompressed_layers=[],
     )
     common = {
         **setup,
@@ -253,11 +258,12 @@ def measure_latency(
             _log_row(rows[-1], repeats)
         return rows
     except RuntimeError as error:  # torch.OutOfMemoryError is one; so are cuBLAS's and FlashAttention's OOM errors
-        if not is_out_of_memory(error):
+        failure = recorded_failure(error)  # out of memory, or a method that cannot run here (a press on a short layer)
+        if failure is None:
             raise
-        log.warning("%s r=%s L=%d: out of memory: %s", method, common["keep_ratio"], length, describe(error))
+        log.warning("%s r=%s L=%d: %s: %s", method, common["keep_ratio"], length, *failure)
     free_memory()  # outside the except block, whose traceback holds the failed run's tensors
-    return [_oom_row(common, devices, tokens_per_layer)]
+    return [_failure_row(common, devices, tokens_per_layer, *failure)]
 
 
 def _machine_columns(model, devices: list[torch.device]) -> dict:
@@ -314,6 +320,7 @@ def _press_columns(kv_compression, config, length: int, kv_lengths: list[int], n
     return dict(
         kv_budget=kv_compression.budget,
         press_compression_ratio=kv_compression.last_compression_ratio,
+        press_uncompressed_layers=list(kv_compression.last_uncompressed_layers),
         compression_ratio=compression_ratio(length, kv_lengths),
         decode_flops=decode.flops,
         decode_bytes=decode.bytes,
@@ -338,11 +345,15 @@ def _repeat_row(columns: dict, repeat: int, pair: TimedPair, config, dtype, stat
         kv_bytes_per_layer=kv_bytes,
         kv_bytes=sum(kv_bytes),
         status=status,
+        reason="",
     )
 
 
-def _oom_row(columns: dict, devices: list[torch.device], tokens_per_layer: list[int]) -> LatencyRow:
-    """The job's one row when it ran out of memory: NaN times, the memory after freeing, the schedule's lengths."""
+def _failure_row(
+    columns: dict, devices: list[torch.device], tokens_per_layer: list[int], status: str, reason: str
+) -> LatencyRow:
+    """The job's one row when it could not measure (out of memory, or a method that cannot run on this input): NaN
+    times, the memory after freeing, the schedule's lengths, the status and its reason."""
     nan = math.nan
     return LatencyRow(
         **columns,
@@ -356,7 +367,8 @@ def _oom_row(columns: dict, devices: list[torch.device], tokens_per_layer: list[
         kv_lengths=tokens_per_layer,
         kv_bytes_per_layer=[],
         kv_bytes=0,
-        status="oom",
+        status=status,
+        reason=reason,
     )
 
 

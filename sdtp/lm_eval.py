@@ -6,7 +6,9 @@ Every method of `sdtp.scorers` (baseline, sdtp, random, streaming, attention, or
 `sdtp.kv_compression` (`kvpress:<press>`, `<scorer>+<press>`; the `[kvpress]` extra), runs through our engine
 (`sdtp.engine.prefill_with_pruning`, `decode_step`), with the harness's own tokenisation and truncation rules (those
 of its `hf` model, HFLM), so with `method=baseline` the numbers are HFLM's. A press compresses only the context's
-cache, in the prefill: the continuation is appended to the compressed cache, uncompressed.
+cache, in the prefill: the continuation is appended to the compressed cache, uncompressed. A context layer too short
+for the press (arc-style contexts hold 21–64 tokens, SnapKV's window 64) is left uncompressed
+(`sdtp.kv_compression.press_fits`); `press_uncompressed_prefills` counts the prefills where that happened.
 
 What may be pruned — only context tokens, never continuation tokens:
 - `loglikelihood(context, continuation)`: the context is prefilled with pruning (the schedule prunes among the context
@@ -38,7 +40,7 @@ import time
 import torch
 from torch import nn
 
-from sdtp.continuation import continuation_logprobs, eos_token_ids, generate_greedy
+from sdtp.continuation import continuation_token_logprobs, eos_token_ids, generate_greedy
 from sdtp.decoder import device_of
 from sdtp.engine import PrefillResult, prefill_with_pruning
 from sdtp.kv_compression import kv_compression_for, parse_method
@@ -103,7 +105,8 @@ class SdtpLM(TemplateLM):
         pruner: the trained pruner's directory (method sdtp).
         start, step, stages: the prune points (`KeepSchedule.from_config`), or `layers` ("4;7;10"); sink_tokens,
             local_ratio, min_local: the always-kept tokens.
-        seed: random's seed. dtype, attn_implementation: as the config's `model:` keys. device: the harness's
+        seed: random's seed. dtype, attn_implementation: as the config's `model:` keys; dtype "auto" (the default,
+            as the harness's `hf` model) is the checkpoint's own (bfloat16 for Qwen2-7B). device: the harness's
             `--device` (not a model_args key there: the harness passes it itself); cuda falls back to the CPU when
             CUDA is not available, as HFLM does.
         max_length: context window for truncation (default: the model config's, as HFLM resolves it).
@@ -126,7 +129,7 @@ class SdtpLM(TemplateLM):
         local_ratio: float = 0.1,
         min_local: int = 16,
         seed: int = 0,
-        dtype: str = "float32",
+        dtype: str = "auto",
         device: str | None = None,
         attn_implementation: str = "sdpa",
         max_length: int | None = None,
@@ -195,6 +198,7 @@ class SdtpLM(TemplateLM):
         self._device = device_of(self.model)
         self.pretrained = str(pretrained) if not isinstance(pretrained, nn.Module) else type(pretrained).__name__
         self.compression_ratios: list[float] = []  # per prefill: context tokens ÷ mean cached tokens over layers
+        self.press_uncompressed_prefills = 0  # prefills with a layer too short for the press (left uncompressed)
         log.info(
             "sdtp model: method %s, keep ratio %s at layers %s, max length %d, batch size 1",
             method,
@@ -259,6 +263,7 @@ class SdtpLM(TemplateLM):
         result = prefill_with_pruning(self.model, ids, self.schedule, self.scorer, kv_compression=self.kv_compression)
         cached = result.kv_lengths  # a press shortens the cache beyond the tokens each layer saw
         self.compression_ratios.append(len(context) / (sum(cached) / len(cached)))
+        self.press_uncompressed_prefills += bool(result.press_uncompressed_layers)
         return result
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
@@ -278,12 +283,8 @@ class SdtpLM(TemplateLM):
             context = whole[: len(whole) - len(continuation_enc)]
             if context != cached_context:  # the choices of one question share the pruned prefill of its context
                 prefill, cached_context = self._prefill(context), context
-            logprobs = continuation_logprobs(self.model, prefill, continuation_enc)
-            target = torch.tensor(continuation_enc, device=logprobs.device)
-            answer = (
-                float(logprobs.gather(1, target[:, None]).sum()),
-                bool((logprobs.argmax(-1) == target).all()),
-            )
+            logprobs, greedy = continuation_token_logprobs(self.model, prefill, continuation_enc)
+            answer = (float(logprobs.sum()), bool(greedy.all()))
             results.append(answer)
             if key is not None:
                 self.cache_hook.add_partial("loglikelihood", key, answer)

@@ -108,6 +108,26 @@ def test_oom_becomes_a_row(monkeypatch):
     assert pd.isna(rows[0].prefill_s)
 
 
+def test_a_method_that_cannot_run_on_the_input_becomes_an_error_row_with_its_reason(monkeypatch):
+    """A press failing on a layer (sdtp.failures.CannotMeasure) is a row with status "error" and the reason, so the
+    summary and the report are still built; a bug of ours still fails the job."""
+    from sdtp.failures import CannotMeasure
+
+    model = make_tiny_model("qwen2", "sdpa")
+
+    def cannot(*args, **kwargs):
+        raise CannotMeasure("snapkv on layer 2: Query length 37 should be greater than the window size 64")
+
+    monkeypatch.setattr(latency_module, "prefill_with_pruning", cannot)
+    rows = measure_latency(
+        model, model_name="tiny", method="random", scorer=get_scorer("random"), schedule=KeepSchedule([1], 0.5),
+        length=32, warmup=0, repeats=2, new_tokens=2,
+    )  # fmt: skip
+    (row,) = rows
+    assert row.status == "error" and "window size 64" in row.reason and pd.isna(row.prefill_s)
+    assert row.press_uncompressed_layers == []
+
+
 @pytest.mark.parametrize(
     "error",
     [RuntimeError("CUDA error: out of memory"), RuntimeError("CUBLAS_STATUS_ALLOC_FAILED: out of memory")],

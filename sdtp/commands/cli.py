@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train-pruner": ("sdtp.commands.train_pruner", "stage 2: train the pruning modules (LLM frozen)"),
     "verify": ("sdtp.commands.verify", "check the engine against the masked reference on this model and device"),
+    "job-resources": (
+        "sdtp.commands.job_resources",
+        "what every job of a config asks SLURM for (--time, --mem), as the rules estimate it",
+    ),
     "latency": ("sdtp.commands.latency", "one latency job: prefill + exactly N decoded tokens, per repeat, to Parquet"),
     "task-records": ("sdtp.commands.task_records", "write one task's LongBench-format records (v1 or synthetic)"),
     "longbench-predict": (

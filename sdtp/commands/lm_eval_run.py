@@ -5,7 +5,11 @@ method's parameters from `kvpress:`); the harness settings come from the `lm_eva
 `offline`) and `--include-path` (local task folders). One row per (task, metric, filter) of the harness's results (a
 group task gives one per subtask too): `score` and `stderr` as the harness reports them (fractions for accuracies;
 stderr NaN where it reports "N/A"), `higher_is_better`, `samples` evaluated, `num_fewshot`, the prefills'
-`mean_compression_ratio` (context tokens ÷ mean cached tokens over layers) and the wall time. Written atomically.
+`mean_compression_ratio` (context tokens ÷ mean cached tokens over layers), `prefills` and
+`press_uncompressed_prefills` (those in which a context layer was too short for the method's press, left uncompressed),
+the wall time, and `status` "ok". A job that cannot measure its configuration (`sdtp.failures`: out of memory, or a
+press that fails) writes one row with NaN scores, its `status` ("oom" | "error") and `reason`, so the tables and the
+report are still built. Written atomically.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import pandas as pd
 
 from sdtp.commands.outputs import write_parquet
 from sdtp.commands.settings import add_settings_arguments, load_run_model, model_label
+from sdtp.failures import recorded_failure
+from sdtp.oom import free_memory
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +78,17 @@ def result_rows(results: dict, task: str) -> list[dict]:
     return rows
 
 
+def failure_rows(task: str, num_fewshot: int | None) -> list[dict]:
+    """The one row of a job that could not measure its task: `result_rows`' columns, no metric, NaN scores."""
+    nan = math.nan
+    return [
+        {
+            "task": task, "subtask": task, "metric": "", "filter": "", "score": nan, "stderr": nan,
+            "higher_is_better": None, "samples": 0, "num_fewshot": num_fewshot,
+        }
+    ]  # fmt: skip
+
+
 def task_manager(task_manager_class, task: str, include_path: list[str]):
     """The harness's task index: of the include path alone when it holds `task` (indexing the harness's thousands of
     built-in task YAMLs takes tens of seconds), else of both."""
@@ -114,30 +131,46 @@ def main(args: argparse.Namespace) -> int:
     )
     seed = int(settings.get("seed", 0))
     start = time.perf_counter()
-    results = lm_eval.simple_evaluate(
-        model=lm,
-        tasks=[args.task],
-        num_fewshot=section.get("num_fewshot"),
-        limit=section.get("limit"),
-        task_manager=task_manager(TaskManager, args.task, args.include_path),
-        log_samples=False,
-        random_seed=seed,
-        numpy_random_seed=seed,
-        torch_random_seed=seed,
-        fewshot_random_seed=seed,
-    )
+    failure = None
+    try:
+        results = lm_eval.simple_evaluate(
+            model=lm,
+            tasks=[args.task],
+            num_fewshot=section.get("num_fewshot"),
+            limit=section.get("limit"),
+            task_manager=task_manager(TaskManager, args.task, args.include_path),
+            log_samples=False,
+            random_seed=seed,
+            numpy_random_seed=seed,
+            torch_random_seed=seed,
+            fewshot_random_seed=seed,
+        )
+    except RuntimeError as error:  # torch.OutOfMemoryError and sdtp.failures.CannotMeasure are RuntimeErrors
+        failure = recorded_failure(error)
+        if failure is None:
+            raise
     evaluate_s = time.perf_counter() - start
-    rows = result_rows(results, args.task)
-    if not rows:
-        raise RuntimeError(f"lm_eval returned no metrics for task {args.task!r}: {results.get('results')}")
+    if failure is not None:
+        free_memory()  # outside the except block: its traceback holds the failed request's tensors
+        log.warning("%s r=%s %s: could not be measured (%s): %s", args.method, lm.keep_ratio, args.task, *failure)
+        rows = failure_rows(args.task, section.get("num_fewshot"))
+    else:
+        rows = result_rows(results, args.task)
+        if not rows:
+            raise RuntimeError(f"lm_eval returned no metrics for task {args.task!r}: {results.get('results')}")
     table = pd.DataFrame(rows)
     table.insert(0, "model", model_label(settings))
     table.insert(1, "method", args.method)
     table.insert(2, "keep_ratio", lm.keep_ratio)
     table["limit"] = section.get("limit")
     table["mean_compression_ratio"] = lm.mean_compression_ratio
+    table["prefills"] = len(lm.compression_ratios)
+    table["press_uncompressed_prefills"] = lm.press_uncompressed_prefills
     table["evaluate_s"] = evaluate_s
     table["lm_eval_version"] = lm_eval.__version__
+    status, reason = failure or ("ok", "")
+    table["status"] = status
+    table["reason"] = reason
     write_parquet(table, args.out)
     for row in rows:
         log.info(

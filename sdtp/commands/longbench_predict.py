@@ -4,7 +4,8 @@ Resumable: each record's row is appended to `<out>.partial` (and flushed) as soo
 key (`job_key`: a hash of the settings, method, ratio, task, the records file and the model/pruner files); only when
 every record has its row is the file renamed to `<out>`, so the workflow never takes a partial file for a result. A
 rerun of the same job keeps the rows of its `.partial` and predicts the remaining records; a `.partial` written with
-other settings is discarded (logged). A record that runs out of memory is a row with `status: "oom"`.
+other settings is discarded (logged). A record that cannot be measured is a row with its `status` ("oom": out of
+memory; "error": the method cannot run on it, e.g. its press fails on a layer) and `reason` (`sdtp.failures`).
 """
 
 from __future__ import annotations
@@ -95,7 +96,12 @@ def main(args: argparse.Namespace) -> int:
         raise RuntimeError(f"{partial} does not hold one row per record in record order; delete it and rerun")
     os.replace(partial, out)
     oom = sum(row.get("status", "ok") == "oom" for row in rows)
-    log.info("wrote %d predictions to %s (%d out of memory)", len(rows), out, oom)
+    errors = sum(row.get("status", "ok") == "error" for row in rows)
+    uncompressed = sum(bool(row.get("press_uncompressed_layers")) for row in rows)
+    log.info(
+        "wrote %d predictions to %s (%d out of memory, %d the method could not run, %d with layers too short for the "
+        "press, left uncompressed)", len(rows), out, oom, errors, uncompressed,
+    )  # fmt: skip
     return 0
 
 

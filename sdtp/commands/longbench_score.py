@@ -1,5 +1,6 @@
 """`python -m sdtp longbench-score`: score one prediction file with the official LongBench metric, to Parquet (one
-row; records that ran out of memory score 0 and are counted in `oom_records`)."""
+row; records that ran out of memory or that the method could not run score 0 and are counted in `oom_records` and
+`error_records`)."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def main(args: argparse.Namespace) -> int:
     )
     write_parquet(pd.DataFrame([{**dataclasses.asdict(row), **provenance()}]), args.out)
     log.info(
-        "%s %s r=%s %s: %s = %.2f over %d samples (%d out of memory, scored 0) -> %s",
+        "%s %s r=%s %s: %s = %.2f over %d samples (%d out of memory, %d the method could not run: scored 0) -> %s",
         row.model,
         row.method,
         row.keep_ratio,
@@ -46,6 +47,7 @@ def main(args: argparse.Namespace) -> int:
         row.score,
         row.n,
         row.oom_records,
+        row.error_records,
         args.out,
     )
     return 0

@@ -9,7 +9,8 @@ Writes into `--out-dir`:
 - `longbench.parquet`: one row per (model, method, keep_ratio, task) score with `delta_vs_baseline`.
 - `saliency_sparsity.parquet`, `pruner_losses.parquet`: concatenated as they are.
 - `lm_eval.parquet`: one row per (model, method, keep_ratio, task, subtask, metric, filter) harness score with its
-  stderr and `delta_vs_baseline` (`--lm-eval`: the lm-eval-run files).
+  stderr and `delta_vs_baseline` (`--lm-eval`: the lm-eval-run files); a job that could not measure its task is one
+  row with NaN scores, its `status` and `reason`.
 A table with no inputs is written empty (no rows), so downstream figures can say "not configured".
 """
 

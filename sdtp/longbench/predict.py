@@ -16,9 +16,11 @@ Output: one `PredictionRow` per record, in record order, handed to the caller as
 command appends it to a `.partial` JSONL file at once). A rerun of a killed job resumes where it stopped:
 `predict_task(..., done=k)` starts at record k.
 
-A record that runs out of memory (`sdtp.oom.is_out_of_memory`) becomes a row with `status: "oom"`, an empty
-prediction and no measurements (the scorer counts it as 0); the memory is freed and the next record runs. Any other
-error stops the job.
+A record that cannot be measured becomes a row with an empty prediction and no measurements (the scorer counts it
+as 0), its `status` and `reason` (`sdtp.failures`): "oom" when it runs out of memory (the memory is freed), "error"
+when the method cannot run on it (`CannotMeasure`: a KV-cache press that fails on a layer); the next record runs.
+Any other error stops the job. A layer too short for the method's press is not a failure: the press leaves it
+uncompressed and the row names it (`press_uncompressed_layers`).
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ import torch
 
 from sdtp.decoder import device_of
 from sdtp.engine import decode_greedy, prefill_with_pruning
+from sdtp.failures import OOM, recorded_failure
 from sdtp.flops import compression_ratio
 from sdtp.longbench.prompts import PromptFormat
 from sdtp.longbench.tasks import TaskSpec
-from sdtp.oom import describe, free_memory, is_out_of_memory
+from sdtp.oom import free_memory
 from sdtp.schedule import KeepSchedule
 from sdtp.timing import model_devices, timed
 
@@ -55,10 +58,14 @@ class PredictionRow:
     compression_ratio: prompt_tokens / mean(kv_lengths) (the SDTP paper's definition); None when "oom".
     prefill_s:         synchronised wall-clock seconds of the pruned prefill; None when "oom".
     new_tokens:        generated tokens, EOS included when there was one (<= the task's max_new_tokens).
-    status:            "ok", or "oom" when the record ran out of memory (pred "", no tokens per layer, no times).
+    status:            "ok"; "oom" (out of memory) or "error" (`sdtp.failures.CannotMeasure`): pred "", no tokens
+                       per layer, no times.
+    reason:            why the record could not be measured (the error's first line); "" when "ok".
     chat_template:     how the prompt was wrapped (`longbench.chat_template`: official | model | none).
     kv_lengths:        tokens each layer cached after the prefill (= tokens_per_layer without a press).
     kv_budget, press_compression_ratio: the press's budget and fraction of KV pairs removed ("" and 0.0 without one).
+    press_uncompressed_layers: layers the press left uncompressed, holding no more tokens than its window or sinks
+                       (`sdtp.kv_compression.press_fits`); empty without a press.
     """
 
     _id: Any
@@ -76,6 +83,8 @@ class PredictionRow:
     kv_lengths: list[int] = field(default_factory=list)
     kv_budget: str = ""
     press_compression_ratio: float = 0.0
+    press_uncompressed_layers: list[int] = field(default_factory=list)
+    reason: str = ""
 
 
 def ensure_eos(model, tokenizer) -> None:
@@ -140,11 +149,15 @@ def predict_record(
         kv_lengths=kv_lengths,
         kv_budget="" if kv_compression is None else kv_compression.budget,
         press_compression_ratio=result.press_compression_ratio or 0.0,
+        press_uncompressed_layers=result.press_uncompressed_layers,
     )
 
 
-def oom_row(tokenizer, task: TaskSpec, record: dict, prompt_format: PromptFormat | int) -> PredictionRow:
-    """The row of a record that ran out of memory: an empty prediction, no measurements, status "oom"."""
+def failed_row(
+    tokenizer, task: TaskSpec, record: dict, prompt_format: PromptFormat | int, status: str = OOM, reason: str = ""
+) -> PredictionRow:
+    """The row of a record that could not be measured (`status` "oom" or "error", and why): an empty prediction, no
+    measurements."""
     prompt_format = _format(prompt_format)
     return PredictionRow(
         _id=record["_id"],
@@ -157,24 +170,25 @@ def oom_row(tokenizer, task: TaskSpec, record: dict, prompt_format: PromptFormat
         compression_ratio=None,
         prefill_s=None,
         new_tokens=0,
-        status="oom",
+        status=status,
         chat_template=prompt_format.chat_template,
+        reason=reason,
     )
 
 
 def _warm_up(model, tokenizer, task: TaskSpec, record: dict, schedule: KeepSchedule, scorer, prompt_format, press):
-    """One untimed prefill of `record`; running out of memory here is logged (the record itself will say "oom")."""
-    oom = False
+    """One untimed prefill of `record`; a failure `sdtp.failures` records is logged (the record's row will say it)."""
+    failure = None
     try:
         ids = _format(prompt_format).encode(task, record, tokenizer)
         input_ids = torch.tensor([ids], dtype=torch.long, device=device_of(model))
         prefill_with_pruning(model, input_ids, schedule, scorer, kv_compression=press)
-    except RuntimeError as error:  # torch.OutOfMemoryError is a RuntimeError
-        if not is_out_of_memory(error):
+    except RuntimeError as error:  # torch.OutOfMemoryError and CannotMeasure are RuntimeErrors
+        failure = recorded_failure(error)
+        if failure is None:
             raise
-        log.warning("warm-up on record %r ran out of memory: %s", record["_id"], describe(error))
-        oom = True
-    if oom:
+    if failure is not None:
+        log.warning("warm-up on record %r failed (%s): %s", record["_id"], *failure)
         free_memory()  # outside the except block: its traceback holds the failed prefill's tensors
 
 
@@ -194,35 +208,29 @@ def predict_task(
 ) -> list[PredictionRow]:
     """Predictions for `records[done:]` in order (the first `done` ones were predicted by an earlier, interrupted run),
     after one untimed warm-up prefill; each row goes to `on_row` as soon as it exists; progress is logged every ~10
-    records. A record that runs out of memory gives an `oom_row`, and the next one runs. `kv_compression`: the
-    method's press (`sdtp.kv_compression.KVCompression`), or None."""
+    records. A record that cannot be measured (`sdtp.failures.recorded_failure`) gives a `failed_row`, and the next
+    one runs. `kv_compression`: the method's press (`sdtp.kv_compression.KVCompression`), or None."""
     todo = records[done:]
     if not todo:
         return []
     _warm_up(model, tokenizer, task, todo[0], schedule, scorer, prompt_format, kv_compression)
     rows: list[PredictionRow] = []
-    total_prefill_s, ok_rows, oom_rows = 0.0, 0, 0
+    total_prefill_s, ok_rows, failed_rows = 0.0, 0, 0
     for i, record in enumerate(todo, start=done + 1):
-        oom = False
+        failure = None
         try:
             row = predict_record(model, tokenizer, task, record, schedule, scorer, prompt_format, kv_compression)
-        except RuntimeError as error:  # torch.OutOfMemoryError is a RuntimeError
-            if not is_out_of_memory(error):
+        except RuntimeError as error:  # torch.OutOfMemoryError and CannotMeasure are RuntimeErrors
+            failure = recorded_failure(error)
+            if failure is None:
                 raise
-            log.warning(
-                "%s%s: record %d/%d (%r) ran out of memory: %s",
-                label,
-                task.name,
-                i,
-                len(records),
-                record["_id"],
-                describe(error),
-            )
-            oom = True
-        if oom:
+        if failure is not None:
+            status, reason = failure
+            log.warning("%s%s: record %d/%d (%r): %s, %s", label, task.name, i, len(records), record["_id"], status,
+                        reason)  # fmt: skip
             free_memory()  # outside the except block: its traceback holds the failed record's tensors
-            row = oom_row(tokenizer, task, record, prompt_format)
-            oom_rows += 1
+            row = failed_row(tokenizer, task, record, prompt_format, status, reason)
+            failed_rows += 1
         else:
             ok_rows += 1
             total_prefill_s += row.prefill_s
@@ -231,13 +239,13 @@ def predict_task(
             on_row(row)
         if i % LOG_EVERY == 0 or i == len(records):
             log.info(
-                "%s%s: record %d/%d, mean prefill %.4f s, %d out of memory, last: %d prompt tokens, %d new tokens",
+                "%s%s: record %d/%d, mean prefill %.4f s, %d failed, last: %d prompt tokens, %d new tokens",
                 label,
                 task.name,
                 i,
                 len(records),
                 total_prefill_s / ok_rows if ok_rows else float("nan"),
-                oom_rows,
+                failed_rows,
                 row.prompt_tokens,
                 row.new_tokens,
             )

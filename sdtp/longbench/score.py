@@ -5,14 +5,16 @@ answers, first line only for trec/triviaqa/samsum/lsht, `round(100 * mean, 2)`),
 records' `length` field (`score_task_e`; NaN for an empty bucket). As in the official `eval.py`, the class list is
 the records' `all_classes` (the same for every record of a task; the last one is used).
 
-A record that ran out of memory (`status: "oom"`) scores 0 and counts in `n`; `oom_records` says how many there were,
-and the run means (prompt tokens, compression ratio, prefill seconds) are over the other records (NaN if none). A
-prediction file written before rows had a `status` is read as all "ok".
+A record that ran out of memory (`status: "oom"`) or that the method could not run (`status: "error"`,
+`sdtp.failures`) scores 0 and counts in `n`; `oom_records` and `error_records` say how many there were, and the run
+means (prompt tokens, compression ratio, prefill seconds) are over the other records (NaN if none). A prediction file
+written before rows had a `status` is read as all "ok". `press_uncompressed_records`: records in which the method's
+press left a layer uncompressed (too short for its window or sinks; 0 without a press).
 
 Columns (`ScoreRow`): model, method, keep_ratio, task, metric, score, n, oom_records, score_0_4k, score_4_8k,
 score_8k_plus, mean_prompt_tokens, mean_compression_ratio, mean_prefill_s, chat_template, mean_kv_fraction (mean KV per
 layer ÷ prompt tokens: the x of the quality-vs-KV-budget figure), kv_budget and press_compression_ratio (a KV-cache
-press's budget and ratio: "" and 0.0 without one).
+press's budget and ratio: "" and 0.0 without one), error_records, press_uncompressed_records.
 """
 
 from __future__ import annotations
@@ -28,13 +30,13 @@ from sdtp.longbench.tasks import get_task
 log = logging.getLogger(__name__)
 
 REQUIRED_FIELDS = ("pred", "answers", "length", "prompt_tokens", "compression_ratio", "prefill_s")
-STATUSES = ("ok", "oom")
+STATUSES = ("ok", "oom", "error")
 
 
 @dataclass
 class ScoreRow:
     """One (model, method, keep ratio, task): scores on LongBench's 0–100 scale, n predictions (oom_records of them
-    out of memory, scored 0), run means over the others."""
+    out of memory and error_records the method could not run, scored 0), run means over the others."""
 
     model: str
     method: str
@@ -54,6 +56,8 @@ class ScoreRow:
     mean_kv_fraction: float = math.nan
     kv_budget: str = ""
     press_compression_ratio: float = 0.0
+    error_records: int = 0
+    press_uncompressed_records: int = 0
 
 
 def score_predictions(predictions: list[dict], *, model: str, method: str, keep_ratio: float, task: str) -> ScoreRow:
@@ -67,12 +71,13 @@ def score_predictions(predictions: list[dict], *, model: str, method: str, keep_
             raise ValueError(f"prediction {i} of task {task!r} lacks the field(s) {', '.join(missing)}")
         if row.get("status", "ok") not in STATUSES:
             raise ValueError(f"prediction {i} of task {task!r} has status {row['status']!r}, not one of {STATUSES}")
-    oom = [row.get("status", "ok") == "oom" for row in predictions]
-    ok_rows = [row for row, out_of_memory in zip(predictions, oom, strict=True) if not out_of_memory]
+    statuses = [row.get("status", "ok") for row in predictions]
+    failed = [status != "ok" for status in statuses]
+    ok_rows = [row for row, row_failed in zip(predictions, failed, strict=True) if not row_failed]
     preds = [row["pred"] for row in predictions]
-    # No reference answer scores 0 (`score_sample`): an out-of-memory record counts as a wrong answer, whatever the
-    # metric would give its empty prediction.
-    answers = [[] if out_of_memory else row["answers"] for row, out_of_memory in zip(predictions, oom, strict=True)]
+    # No reference answer scores 0 (`score_sample`): a record out of memory or that the method could not run counts as
+    # a wrong answer, whatever the metric would give its empty prediction.
+    answers = [[] if row_failed else row["answers"] for row, row_failed in zip(predictions, failed, strict=True)]
     lengths = [row["length"] for row in predictions]
     all_classes = predictions[-1].get("all_classes")
     buckets = score_task_e(spec, preds, answers, lengths, all_classes)
@@ -88,7 +93,9 @@ def score_predictions(predictions: list[dict], *, model: str, method: str, keep_
         metric=spec.metric_name,
         score=score_task(spec, preds, answers, all_classes),
         n=len(predictions),
-        oom_records=sum(oom),
+        oom_records=statuses.count("oom"),
+        error_records=statuses.count("error"),
+        press_uncompressed_records=sum(bool(row.get("press_uncompressed_layers")) for row in ok_rows),
         score_0_4k=buckets["0-4k"],
         score_4_8k=buckets["4-8k"],
         score_8k_plus=buckets["8k+"],

@@ -12,7 +12,8 @@
   `decode_gbytes_per_s`, `decode_mbu` (analytic bytes ÷ time ÷ measured copy bandwidth). Rows whose device has no
   measured peak get NaN there (and the log says so).
 - `longbench_with_deltas`: one row per (model, method, keep_ratio, task) score with `delta_vs_baseline`, and
-  `oom_records` (records that ran out of memory, scored 0; 0 for score files written before the column existed).
+  `oom_records` and `error_records` (records that ran out of memory, or that the method could not run: scored 0; 0 for
+  score files written before the columns existed).
 - `lm_eval_with_deltas`: one row per (model, method, keep_ratio, task, subtask, metric, filter) harness score with
   `delta_vs_baseline`.
 
@@ -147,14 +148,15 @@ def _with_roofline(summary: pd.DataFrame, peaks: pd.DataFrame | None) -> pd.Data
 
 
 def longbench_with_deltas(scores: pd.DataFrame) -> pd.DataFrame:
-    """Scores with `delta_vs_baseline` = score − the baseline's score on the same model and task; `oom_records` kept
-    (0 where a score file predates it)."""
+    """Scores with `delta_vs_baseline` = score − the baseline's score on the same model and task; `oom_records` and
+    `error_records` kept (0 where a score file predates them)."""
     if scores.empty:
         return scores
     baseline = scores[scores.method == "baseline"].set_index(["model", "task"]).score
     scores = scores.copy()
-    oom = scores["oom_records"] if "oom_records" in scores else pd.Series(0, index=scores.index)
-    scores["oom_records"] = oom.fillna(0).astype(int)
+    for failed in ("oom_records", "error_records"):
+        counts = scores[failed] if failed in scores else pd.Series(0, index=scores.index)
+        scores[failed] = counts.fillna(0).astype(int)
     scores["delta_vs_baseline"] = (
         scores.score - baseline.reindex(pd.MultiIndex.from_frame(scores[["model", "task"]])).to_numpy()
     )

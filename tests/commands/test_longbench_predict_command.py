@@ -84,6 +84,8 @@ SCORE_COLUMNS = [
     "mean_kv_fraction",
     "kv_budget",
     "press_compression_ratio",
+    "error_records",
+    "press_uncompressed_records",
     "host",  # sdtp.provenance: the scoring job's
     "slurm_job_id",
     "cuda_visible_devices",
@@ -106,6 +108,8 @@ PREDICTION_FIELDS = {
     "kv_lengths",
     "kv_budget",
     "press_compression_ratio",
+    "press_uncompressed_layers",
+    "reason",
     "job_key",
     "host",
     "slurm_job_id",

@@ -56,6 +56,17 @@ def test_latency_rows_of_a_press_alone_and_combined(tmp_path):
     assert set(keep_ratio.kv_budget) == {"keep_ratio"} and list(keep_ratio.kv_lengths[0]) == [24] * 5
 
 
+@NEEDS_KVPRESS
+def test_a_combined_press_measures_a_prompt_whose_layers_are_within_its_window(tmp_path):
+    """kvpress's default 64-token window on a 48-token prompt pruned to [48, 24, 24, 12, 12]: no layer fits it, so the
+    cache is what the pruning left (kvpress alone would assert) and the job writes its rows."""
+    save_tiny_model(tmp_path / "model")
+    default_window = {**SETTINGS, "kvpress": {"budget": "sdtp_mean_kv"}}
+    combined = latency_rows(tmp_path, "streaming+snapkv", default_window)
+    assert set(combined.status) == {"ok"} and list(combined.kv_lengths[0]) == [48, 24, 24, 12, 12]
+    assert combined.compression_ratio[0] == pytest.approx(48 / 24)
+
+
 def prediction(kv_lengths, tokens_per_layer, prompt_tokens=100, **extra) -> dict:
     return dict(
         _id="a", pred="x", answers=["x"], all_classes=None, length=100, prompt_tokens=prompt_tokens,
@@ -72,6 +83,10 @@ def test_score_rows_carry_the_kv_budget_of_press_predictions():
     row = score_predictions(rows, model="m", method="kvpress:snapkv", keep_ratio=0.5, task="synthetic_passkey")
     assert row.mean_kv_fraction == pytest.approx(0.35)  # mean over records of mean KV per layer ÷ prompt tokens
     assert (row.kv_budget, row.press_compression_ratio) == ("sdtp_mean_kv", pytest.approx(0.65))
+    assert row.press_uncompressed_records == 0
+    short = prediction([50, 40], [100, 40], kv_budget="combined", press_uncompressed_layers=[1])
+    pressed = score_predictions([short], model="m", method="sdtp+snapkv", keep_ratio=0.5, task="synthetic_passkey")
+    assert pressed.press_uncompressed_records == 1  # a record with a layer too short for the press
     old = score_predictions(
         [prediction([], [100, 50])], model="m", method="sdtp", keep_ratio=0.5, task="synthetic_passkey"
     )  # written before presses existed: no kv_lengths, the tokens per layer are the cache

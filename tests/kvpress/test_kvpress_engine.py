@@ -132,3 +132,20 @@ def test_decoding_after_a_press_continues_at_the_original_length(tmp_path):
     assert all(not layer.self_attn._forward_hooks for layer in model.model.layers)  # no press during decode
     decode_step(model, result.cache, torch.tensor([[5]]), N + 3)
     assert result.kv_lengths == [n + 4 for n in lengths]
+
+
+@pytest.mark.parametrize("press", ["snapkv", "pyramidkv"])
+def test_a_combined_press_leaves_layers_within_its_default_window_uncompressed(press):
+    """The issue's crash: after pruning, layers hold no more tokens than the press's 64-token window (kvpress asserts
+    "Query length 60 should be greater than the window size 64"). Those layers stay as pruning left them and the
+    result names them; the layer that fits is compressed; the layers' outputs are the pruned prefill's."""
+    model = make_tiny_model("qwen2", "sdpa")
+    ids = random_ids(N, 4)
+    schedule = KeepSchedule([1, 3], 0.5, min_local=8)
+    pruned = prefill_with_pruning(model, ids, schedule, get_scorer("streaming"))
+    combined = kv_compression_for(f"streaming+{press}", 0.5, schedule, None)  # kvpress's default window: 64
+    result = prefill_with_pruning(model, ids, schedule, get_scorer("streaming"), kv_compression=combined)
+    assert result.tokens_per_layer == pruned.tokens_per_layer == [120, 60, 60, 30, 30]
+    assert result.press_uncompressed_layers == [1, 2, 3, 4]
+    assert result.kv_lengths[1:] == [60, 60, 30, 30] and result.kv_lengths[0] < 120
+    assert (result.logits - pruned.logits).abs().max().item() < ATOL

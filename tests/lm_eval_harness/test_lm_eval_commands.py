@@ -81,6 +81,33 @@ def test_pruned_rows_carry_the_compression(job_rows):
     assert 2.5 < float(streaming.mean_compression_ratio.iloc[0]) < 6
 
 
+def test_ok_rows_say_so_and_count_the_prefills(job_rows):
+    _, streaming = job_rows["streaming"]
+    assert set(streaming.status) == {"ok"} and set(streaming.reason) == {""}
+    assert (streaming.prefills == 8).all() and (streaming.press_uncompressed_prefills == 0).all()  # one per question
+
+
+def test_a_job_that_cannot_measure_writes_a_status_row_the_tables_keep(demo_task, job_rows, tmp_path, monkeypatch):
+    """A press failing inside the harness's evaluation (`sdtp.failures.CannotMeasure`) gives one row with NaN scores,
+    status "error" and the reason, instead of a failed job; the tables and the figure are still built."""
+    from sdtp.failures import CannotMeasure
+    from sdtp.lm_eval import SdtpLM
+
+    def failing_prefill(self, context):
+        raise CannotMeasure("SnapKVPress failed on layer 2 (37 tokens): index out of range")
+
+    monkeypatch.setattr(SdtpLM, "_prefill", failing_prefill)
+    failed = run_job(demo_task, tmp_path / "random.parquet", "random", "0.5")
+    assert len(failed) == 1 and failed.status[0] == "error" and math.isnan(failed.score[0])
+    assert failed.reason[0] == "SnapKVPress failed on layer 2 (37 tokens): index out of range"
+    assert (failed.task[0], failed.method[0], failed.keep_ratio[0]) == ("synthetic_needle_choice", "random", 0.5)
+    paths = [str(path) for path, _ in job_rows.values()] + [str(tmp_path / "random.parquet")]
+    run_cli("tables", "--lm-eval", *paths, "--out-dir", tmp_path)
+    table = pd.read_parquet(tmp_path / "lm_eval.parquet")
+    assert table.set_index("method").status.to_dict()["random"] == "error"
+    assert {trace.name for trace in lm_eval_scores_figure(table).data} == {"baseline", "streaming"}
+
+
 def test_tables_and_figure(job_rows, tmp_path):
     paths = [str(path) for path, _ in job_rows.values()]
     run_cli("tables", "--lm-eval", *paths, "--out-dir", tmp_path)

@@ -26,6 +26,14 @@ def test_model_without_harness_names_the_install_command(monkeypatch):
         sdtp_lm_eval.SdtpLM(pretrained="anything", method="baseline")
 
 
+def test_the_default_dtype_is_the_checkpoints():
+    """Built directly, `SdtpLM` loads the checkpoint's own dtype ("auto"), as the harness's `hf` model does (bfloat16
+    for Qwen2-7B), not float32."""
+    import inspect
+
+    assert inspect.signature(sdtp_lm_eval.SdtpLM.__init__).parameters["dtype"].default == "auto"
+
+
 def test_launcher_without_harness_names_the_install_command(monkeypatch):
     from sdtp.commands.cli import main
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
 import torch
 from harness_fixtures import HARNESS_MISSING
+from tiny_models import make_fixture_model, make_fixture_tokenizer
 
 lm_eval = pytest.importorskip("lm_eval", reason=HARNESS_MISSING)
 
@@ -14,7 +16,7 @@ from lm_eval.api.instance import Instance  # noqa: E402
 from lm_eval.models.huggingface import HFLM  # noqa: E402
 from lm_eval.tasks import TaskManager  # noqa: E402
 
-from sdtp.continuation import continuation_logprobs  # noqa: E402
+from sdtp.continuation import continuation_token_logprobs  # noqa: E402
 from sdtp.lm_eval import SdtpLM  # noqa: E402
 from sdtp.models import load_model  # noqa: E402
 from sdtp.reference import alive_masks, reference_decode_logits  # noqa: E402
@@ -97,14 +99,14 @@ def test_pruning_touches_only_context_tokens(pruned_lm):
 
     prefill = pruned_lm._prefill(context)
     assert min(prefill.tokens_per_layer) < len(context)  # the context was pruned
-    logprobs = continuation_logprobs(model, prefill, continuation)
+    logprobs, _ = continuation_token_logprobs(model, prefill, continuation)
     assert prefill.kv_lengths == prefill.tokens_per_layer  # the continuation block was cropped off the cache again
     ids = torch.tensor([context])
     reference = reference_decode_logits(
         model, ids, alive_masks(prefill.kept_positions, len(context)), torch.tensor([continuation])
     ).log_softmax(-1)
     target = torch.tensor(continuation)[:, None]
-    torch.testing.assert_close(logprobs.gather(1, target), reference.gather(1, target), atol=1e-4, rtol=0)
+    torch.testing.assert_close(logprobs[:, None], reference.gather(1, target), atol=1e-4, rtol=0)
     assert logprob == pytest.approx(float(reference.gather(1, target).sum()), abs=1e-4)
     # …and it is not what the unpruned model says: pruning did change the context
     full = reference_decode_logits(
@@ -191,3 +193,38 @@ def test_press_methods_score_the_continuation_on_the_compressed_cache(tiny_model
         rows.append(decode_step(lm.model, prefill.cache, torch.tensor([[token]]), len(context) + i)[0])
     stepwise = torch.stack(rows).log_softmax(-1).gather(1, torch.tensor(continuation)[:, None]).sum()
     assert logprob == pytest.approx(float(stepwise), abs=1e-4)
+
+
+def test_the_default_dtype_is_the_checkpoints_as_hflms(tmp_path):
+    """A bfloat16 checkpoint loads in bfloat16 unless told otherwise, as HFLM's default `dtype="auto"` loads it."""
+    tokenizer = make_fixture_tokenizer()
+    make_fixture_model(tokenizer).to(torch.bfloat16).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    assert inspect.signature(HFLM.__init__).parameters["dtype"].default == "auto"
+    assert SdtpLM(pretrained=str(tmp_path), method="baseline", device="cpu", **SCHEDULE).model.dtype == torch.bfloat16
+    as_float32 = SdtpLM(pretrained=str(tmp_path), method="baseline", device="cpu", dtype="float32", **SCHEDULE)
+    assert as_float32.model.dtype == torch.float32
+
+
+def test_a_press_on_a_context_within_its_window_leaves_it_uncompressed(tiny_model_dir):
+    """Arc-style contexts (21–64 tokens) under SnapKV's default 64-token window: kvpress would assert; the context's
+    cache stays whole, the prefill is counted in `press_uncompressed_prefills`, and the scores are the baseline's."""
+    from sdtp.kv_compression import kvpress_installed
+
+    if not kvpress_installed():
+        pytest.skip("the kvpress extra is not installed: pip install -e '.[kvpress]'")
+    lm = SdtpLM(
+        pretrained=str(tiny_model_dir), method="kvpress:snapkv", keep_ratio=0.5, kvpress_budget="keep_ratio",
+        device="cpu", **SCHEDULE,
+    )  # fmt: skip
+    baseline = SdtpLM(pretrained=str(tiny_model_dir), method="baseline", device="cpu", **SCHEDULE)
+    context = lm.tokenizer.encode(" ".join(["quebec romeo sierra tango"] * 6) + " which word follows tango ?")
+    assert 21 <= len(context) <= 64
+    continuation = lm.tokenizer.encode("uniform victor", add_special_tokens=False)
+    [(logprob, greedy)] = lm._loglikelihood_tokens([(None, context, continuation)])
+    assert lm.press_uncompressed_prefills == 1 and lm.compression_ratios == [1.0]
+    [(expected, expected_greedy)] = baseline._loglikelihood_tokens([(None, context, continuation)])
+    assert logprob == pytest.approx(expected, abs=1e-5) and greedy == expected_greedy
+    long_context = lm.tokenizer.encode(" ".join(["quebec romeo sierra tango"] * 30))
+    lm._loglikelihood_tokens([(None, long_context, continuation)])
+    assert lm.press_uncompressed_prefills == 1 and lm.compression_ratios[-1] > 1.5  # a long context is compressed

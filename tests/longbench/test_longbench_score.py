@@ -70,8 +70,21 @@ def test_out_of_memory_records_score_zero_and_are_counted():
     assert row.mean_prefill_s == 2.0 and row.mean_compression_ratio == 2.0 and row.mean_prompt_tokens == 10
     every = score_predictions([_row("", ["x"], 100, "oom")], model="m", method="sdtp", keep_ratio=0.5, task="hotpotqa")
     assert every.score == 0.0 and every.oom_records == 1 and math.isnan(every.mean_prefill_s)
-    with pytest.raises(ValueError, match="status 'error'"):
-        score_predictions([_row("x", ["x"], 1, "error")], model="m", method="sdtp", keep_ratio=0.5, task="hotpotqa")
+    with pytest.raises(ValueError, match="status 'exploded'"):
+        score_predictions([_row("x", ["x"], 1, "exploded")], model="m", method="sdtp", keep_ratio=0.5, task="hotpotqa")
+
+
+def test_records_the_method_could_not_run_score_zero_and_are_counted():
+    """Status "error" (`sdtp.failures.CannotMeasure`: e.g. a press that failed on a layer): scored 0 like an
+    out-of-memory record, counted in `n` and in `error_records`, out of the run means."""
+    rows = [
+        _row("bravo", ["bravo"], 100, "ok", prefill_s=1.0),
+        {**_row("", ["charlie"], 200, "error", prefill_s=None), "reason": "SnapKVPress failed on layer 3"},
+        _row("", ["delta"], 300, "oom"),
+    ]
+    row = score_predictions(rows, model="m", method="sdtp+snapkv", keep_ratio=0.5, task="hotpotqa")
+    assert row.n == 3 and (row.oom_records, row.error_records) == (1, 1)
+    assert row.score == round(100 / 3, 2) and row.mean_prefill_s == 1.0
 
 
 def test_rows_without_status_are_ok():

@@ -75,3 +75,11 @@ def test_longbench_table_keeps_the_oom_count():
     assert out.oom_records.to_dict() == {"baseline": 0, "random": 0, "sdtp": 3}
     assert out.oom_records.dtype.kind == "i"
     assert longbench_with_deltas(old).oom_records.tolist() == [0]
+
+
+def test_longbench_table_keeps_the_error_count():
+    """`error_records` (records the method could not run) passes through; older score files get 0."""
+    new = pd.DataFrame([dict(model="m", method="sdtp+snapkv", keep_ratio=0.5, task="t", score=5.0, error_records=2)])
+    old = pd.DataFrame([dict(model="m", method="baseline", keep_ratio=1.0, task="t", score=10.0)])
+    out = longbench_with_deltas(pd.concat([new, old], ignore_index=True)).set_index("method")
+    assert out.error_records.to_dict() == {"baseline": 0, "sdtp+snapkv": 2} and out.error_records.dtype.kind == "i"
