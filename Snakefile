@@ -29,6 +29,8 @@ include: "rules/latency.smk"
 include: "rules/peak.smk"
 include: "rules/longbench.smk"
 include: "rules/lm_eval.smk"
+include: "rules/ruler_common.smk"
+include: "rules/ruler.smk"
 include: "rules/tables.smk"
 include: "rules/report.smk"
 
@@ -36,4 +38,4 @@ include: "rules/report.smk"
 rule all:
     default_target: True
     input:
-        final_outputs(),
+        final_outputs() + ruler_outputs(),

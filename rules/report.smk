@@ -20,7 +20,7 @@ rule figures:
 
 rule report:
     input:
-        table_outputs(),
+        table_outputs() + ruler_table_outputs(),
     output:
         report(f"{RESULTS}/report/index.html", category="Dashboard", caption="../report/dashboard.rst"),
     log:

@@ -45,6 +45,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sdtp.commands.longbench_score",
         "score one prediction file with the official LongBench metric",
     ),
+    "ruler-generate": (
+        "sdtp.commands.ruler_generate",
+        "one RULER task's records at one length with the model's tokenizer (or --fetch-essays)",
+    ),
+    "ruler-predict": (
+        "sdtp.commands.ruler_predict",
+        "greedy RULER predictions of one task and length with one method and keep ratio",
+    ),
+    "ruler-score": ("sdtp.commands.ruler_score", "score one RULER prediction file, one row per sample"),
+    "ruler-table": ("sdtp.commands.ruler_table", "aggregate RULER scores into tables/ruler.parquet (and its figures)"),
     "lm-eval": (
         "sdtp.commands.lm_eval",
         "lm-evaluation-harness's CLI with the `sdtp` model registered (arguments as lm_eval's)",

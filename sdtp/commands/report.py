@@ -38,6 +38,9 @@ def read_tables(tables_dir: str | Path) -> dict[str, pd.DataFrame]:
         except Exception as error:  # noqa: BLE001 - a broken table must not take the whole report down
             log.warning("%s: unreadable (%s), its figures will say 'no data'", path, error)
             tables[name] = pd.DataFrame()
+    ruler = Path(tables_dir) / "ruler.parquet"  # only when RULER ran (ruler.tasks): its own section
+    if ruler.is_file():
+        tables["ruler"] = pd.read_parquet(ruler)
     return tables
 
 

@@ -215,7 +215,7 @@ def build_dashboard(tables: dict[str, pd.DataFrame], config: dict | None = None)
         f"<header><h1>{html.escape(title)}</h1>",
         "<div class='sub'>Saliency-driven Dynamic Token Pruning, reproduced and benchmarked · "
         f"tables: {html.escape(counts)}</div></header>",
-        "<nav>" + "".join(f"<a href='#{_anchor(s)}'>{s}</a>" for s in NAV) + "</nav>",
+        "<nav>" + "".join(f"<a href='#{_anchor(s)}'>{s}</a>" for s in _nav(tables)) + "</nav>",
         "<main>",
         f"<section id='{_anchor('Summary')}'><h2>Summary</h2>",
         (headlines + HEADLINES_ABOUT) if headlines else "<p class='about'>No sdtp latency runs to summarise.</p>",
@@ -233,6 +233,7 @@ def build_dashboard(tables: dict[str, pd.DataFrame], config: dict | None = None)
                 parts.append(figure.to_html(include_plotlyjs=False, full_html=False, div_id=div_id, config=plot_config))
             parts.append(f"<p class='about'>{html.escape(spec.about)}</p></div>")
         parts.append("</section>")
+    parts += ruler_section(tables.get("ruler"), plot_config)
     config_text = _config_text(config)
     parts += [
         f"<section id='{_anchor('Table')}'><h2>Latency summary table</h2>",
@@ -253,6 +254,50 @@ def build_dashboard(tables: dict[str, pd.DataFrame], config: dict | None = None)
         "</main></body></html>",
     ]
     return "\n".join(parts)
+
+
+def _nav(tables: dict[str, pd.DataFrame]) -> tuple[str, ...]:
+    """The navigation bar: RULER after the figure sections when there is a RULER table."""
+    if tables.get("ruler") is None or tables["ruler"].empty:
+        return NAV
+    return (*NAV[: NAV.index("Table")], "RULER", *NAV[NAV.index("Table") :])
+
+
+RULER_ABOUT = (
+    "RULER (NVIDIA): synthetic long-context tasks generated from the essays and word lists at each target length, the "
+    "same records for every method; greedy answers from the pruned cache, RULER's metrics (0-100). Error bars and ± "
+    "are standard errors over samples; records that ran out of memory count as 0 and are counted."
+)
+
+
+def ruler_section(table: pd.DataFrame | None, plot_config: dict) -> list[str]:
+    """The RULER section (its three figures and the per-cell table), or nothing without a RULER table."""
+    from sdtp.report.ruler_figures import RULER_FIGURES
+
+    if table is None or table.empty:
+        return []
+    parts = [f"<section id='{_anchor('RULER')}'><h2>RULER</h2><p class='about'>{html.escape(RULER_ABOUT)}</p>"]
+    for name, figure in RULER_FIGURES.items():
+        parts.append(f"<div class='figure' id='{name}'>")
+        parts.append(figure(table).to_html(include_plotlyjs=False, full_html=False, div_id=f"plot-{name}",
+                                           config=plot_config))  # fmt: skip
+        parts.append("</div>")
+    columns = ["method", "keep_ratio", "task", "max_seq_length", "score", "score_se", "n", "kv_fraction", "oom_count"]
+    rows = table.sort_values(["method", "keep_ratio", "task", "max_seq_length"])[columns]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>"
+        for row in rows.itertuples(index=False)
+    )
+    parts.append(f'<div class="scroll"><table class="summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+                 "</table></div></section>")  # fmt: skip
+    return parts
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return "–" if math.isnan(value) else f"{value:.3g}"
+    return str(value)
 
 
 def _anchor(name: str) -> str:

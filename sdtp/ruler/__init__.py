@@ -15,4 +15,6 @@ word-frequency lists and document QA. This package writes them from RULER's defi
 - `niah`, `variable_tracking`, `common_words`, `freq_words`, `qa`: one generator per task family;
 - `generate`:  records for (tokenizer, task, length, seed, samples);
 - `metrics`:   RULER's `string_match_all` / `string_match_part` and its prediction post-processing.
+- `predict`:   greedy predictions from the pruned cache, one row per record (OOM rows, as LongBench's);
+- `table`:     per-sample scores and the aggregate per model x method x keep ratio x task x length.
 """
