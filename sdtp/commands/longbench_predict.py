@@ -36,14 +36,22 @@ from sdtp.provenance import provenance
 log = logging.getLogger(__name__)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_prediction_arguments(parser: argparse.ArgumentParser, task_help: str, records_help: str) -> None:
+    """The arguments of a resumable prediction job (this command's and `ruler-predict`'s): settings, pruner, method,
+    keep ratio, task, its records and the output file."""
     add_settings_arguments(parser)
     parser.add_argument("--pruner", default=None, help="pruner checkpoint directory (method sdtp)")
     parser.add_argument("--method", required=True)
     parser.add_argument("--ratio", type=float, required=True, help="keep ratio per stage (1.0 for baseline)")
-    parser.add_argument("--task", required=True, help="task name (LongBench v1 or synthetic)")
-    parser.add_argument("--records", required=True, help="the task's records (JSONL, from task-records)")
+    parser.add_argument("--task", required=True, help=task_help)
+    parser.add_argument("--records", required=True, help=records_help)
     parser.add_argument("--out", required=True, help="JSONL file to write")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_prediction_arguments(
+        parser, "task name (LongBench v1 or synthetic)", "the task's records (JSONL, from task-records)"
+    )
 
 
 def _files_stamp(path: str | None) -> list | None:

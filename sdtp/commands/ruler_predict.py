@@ -15,9 +15,8 @@ import logging
 import os
 from pathlib import Path
 
-from sdtp.commands.longbench_predict import job_key
+from sdtp.commands.longbench_predict import add_prediction_arguments, job_key
 from sdtp.commands.settings import (
-    add_settings_arguments,
     kv_compression_job,
     load_run_model,
     schedule_for,
@@ -33,13 +32,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_settings_arguments(parser)
-    parser.add_argument("--pruner", default=None, help="pruner checkpoint directory (method sdtp)")
-    parser.add_argument("--method", required=True)
-    parser.add_argument("--ratio", type=float, required=True, help="keep ratio per stage (1.0 for baseline)")
-    parser.add_argument("--task", required=True, help="RULER task name")
-    parser.add_argument("--records", required=True, help="the task's records at one length (JSONL, ruler-generate)")
-    parser.add_argument("--out", required=True, help="JSONL file to write")
+    add_prediction_arguments(parser, "RULER task name", "the task's records at one length (JSONL, ruler-generate)")
 
 
 def main(args: argparse.Namespace) -> int:
