@@ -157,6 +157,12 @@ def job_devices(count: int) -> list[str]:
         return claim_devices(count) or []
     env = os.environ.get("CUDA_VISIBLE_DEVICES", "")
     bound = _listed_devices(env)
+    log.info(
+        "inside SLURM job %s step %s: devices are pinned by the allocation (CUDA_VISIBLE_DEVICES=%s)",
+        os.environ.get("SLURM_JOB_ID"),
+        os.environ.get("SLURM_STEP_ID"),
+        env,
+    )
     if count < 1 or not bound:
         return bound
     if count > len(bound):

@@ -109,12 +109,15 @@ def test_inside_a_slurm_job_step_is_a_no_op(tmp_path, monkeypatch):
     assert not any(tmp_path.iterdir())
 
 
-def test_inside_a_slurm_job_step_the_job_has_the_devices_slurm_bound(tmp_path, monkeypatch):
+def test_inside_a_slurm_job_step_the_job_has_the_devices_slurm_bound(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("SLURM_JOB_ID", "1234")
     monkeypatch.setenv("SLURM_STEP_ID", "0")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     monkeypatch.setenv(gpu_pool.LOCK_DIR_ENV, str(tmp_path))
-    assert gpu_pool.job_devices(2) == ["0", "1"] and gpu_pool.job_devices(0) == ["0", "1"]
+    with caplog.at_level("INFO", logger=gpu_pool.__name__):
+        assert gpu_pool.job_devices(2) == ["0", "1"] and gpu_pool.job_devices(0) == ["0", "1"]
+    # the line the real-SLURM test (tests/slurm) finds in every GPU job's log
+    assert "inside SLURM job 1234 step 0: devices are pinned by the allocation" in caplog.text
     assert gpu_pool.job_devices(1) == ["0"] and os.environ["CUDA_VISIBLE_DEVICES"] == "0"
     assert not any(tmp_path.iterdir())  # no pool locks inside a step
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # a step without GPUs (nvidia-smi is never asked inside a step)
