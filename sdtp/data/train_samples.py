@@ -24,6 +24,10 @@ def load_examples(section: dict, seed: int, count: int) -> list[dict]:
         from sdtp.data.dolly import load_dolly
 
         return load_dolly(section.get("path"), limit=count)
+    if section["source"] == "docs":
+        from sdtp.data.docs_retrieval import generate_docs_examples
+
+        return generate_docs_examples(count, tuple(section["context_words"]), seed)
     from sdtp.data.synthetic import generate_training_examples
 
     return generate_training_examples(count, tuple(section["context_words"]), seed)
