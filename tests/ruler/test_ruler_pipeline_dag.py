@@ -75,9 +75,10 @@ def test_ruler_records_are_generated_once_and_fed_to_every_method(ruler_run):
         assert all(0 < r["new_tokens"] <= r["tokens_to_generate"] for r in rows)
 
 
-def test_ruler_is_off_by_default_and_offline_qa_tasks_stop_the_plan(tmp_path):
-    """The demo plans no RULER job; qa_2 without its data stops the workflow before any job, with the library's
-    message (where HotpotQA comes from and the config key to set)."""
+def test_ruler_is_off_by_default_and_offline_qa_tasks_stop_the_plan(tmp_path, monkeypatch):
+    """The demo plans no RULER job; offline (HF_HUB_OFFLINE=1), qa_2 without its data stops the workflow before any
+    job, with the library's message (where HotpotQA comes from and the config key to set)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     workdir = copy_project(tmp_path)
     assert "rule ruler_" not in snakemake(workdir, "-n").stdout
     (workdir / "qa.yaml").write_text("ruler: {tasks: [vt, qa_2]}\n")

@@ -112,3 +112,44 @@ def test_the_dashboard_has_a_ruler_section_only_with_a_ruler_table():
     assert "<section id='ruler'>" in page and "href='#ruler'" in page
     assert all(f"plot-{name}" in page for name in RULER_FIGURES)
     assert "<section id='ruler'>" not in build_dashboard({}) and "href='#ruler'" not in build_dashboard({})
+
+
+def test_figures_keep_the_models_of_a_two_model_table_apart():
+    """Two models with the same methods: one trace (and heatmap column) per model, named "model · ...", each holding
+    only its model's points; a one-model table keeps its plain names."""
+    first, second = _table(), _table()
+    second["model"] = "other"
+    second["score"] = second.score / 2
+    table = pd.concat([first, second], ignore_index=True)
+    fig = score_vs_length(table)
+    names = [trace.name for trace in fig.data]
+    assert names == [f"{model} · {label}" for model in ("m", "other")
+                     for label in ("baseline", "sdtp r=0.5", "streaming r=0.5")]  # fmt: skip
+    scores = {trace.name: list(trace.y) for trace in fig.data}
+    assert scores["m · sdtp r=0.5"] == pytest.approx([75.0, 75.0])
+    assert scores["other · sdtp r=0.5"] == pytest.approx([37.5, 37.5])
+    assert fig.data[0].opacity != fig.data[3].opacity
+    budget = score_vs_kv_budget(table)
+    assert [trace.name for trace in budget.data] == [f"{model} · {method}" for model in ("m", "other")
+                                                     for method in ("baseline", "sdtp", "streaming")]  # fmt: skip
+    assert all(len(trace.x) == 2 for trace in budget.data)  # one point per length, not both models' points
+    heatmap = task_heatmap(table).data[0]
+    assert len(heatmap.x) == 6 and heatmap.x[0] == "m · baseline" and heatmap.x[3] == "other · baseline"
+    assert [row[3] for row in heatmap.z] == pytest.approx([row[0] / 2 for row in heatmap.z])
+    assert [trace.name for trace in score_vs_kv_budget(first).data] == ["baseline", "sdtp", "streaming"]
+
+
+def test_press_cells_carry_the_kv_budget_the_press_ratio_and_uncompressed_records():
+    pressed = [
+        {**prediction(0, "11 22 33 44", ["11"]), "kv_budget": "combined", "press_compression_ratio": 0.5,
+         "press_uncompressed_layers": []},
+        {**prediction(1, "11", ["11"]), "kv_budget": "combined", "press_compression_ratio": 0.3,
+         "press_uncompressed_layers": [3, 4]},
+        {**prediction(2, "", ["11"], status="error"), "kv_budget": "", "press_compression_ratio": None,
+         "press_uncompressed_layers": []},
+    ]  # fmt: skip
+    cell = aggregate(sample_rows(pressed, "m", "sdtp+snapkv", 0.5)).iloc[0]
+    assert cell.kv_budget == "combined" and cell.press_compression_ratio == pytest.approx(0.4)
+    assert cell.press_uncompressed_records == 1 and cell.error_count == 1
+    plain = aggregate(sample_rows(ROWS, "m", "sdtp", 0.7)).iloc[0]  # rows written before presses were recorded
+    assert (plain.kv_budget, plain.press_compression_ratio, plain.press_uncompressed_records) == ("", 0.0, 0)
