@@ -73,6 +73,41 @@ def method_path(method):
     return method.replace("kvpress:", "kvpress-")
 
 
+# The model the jobs load is a directory the workflow writes (the demo model, trained here; a GGUF file, dequantized
+# once), or, for source hub, whatever model.id names (transformers fetches it).
+BUILT_MODEL = config["model"]["source"] in ("demo", "gguf")
+
+
+def check_gguf_config():
+    """source: gguf: the model.gguf section complete, the gguf package importable, and a local model.gguf.path an
+    existing GGUF of a supported architecture (its header only: cheap). A package's wheel is checked by its job."""
+    import importlib.util
+
+    if config["model"]["source"] != "gguf":
+        return
+    from sdtp.gguf_model import GgufSource, GgufSourceError, local_gguf
+
+    if config["model"]["id"] is not None:
+        raise WorkflowError(
+            "config: model.id is for source hub; with source gguf the checkpoint is written under "
+            f"{RESULTS}/models/<name>/hf from model.gguf: remove model.id"
+        )
+    if importlib.util.find_spec("gguf") is None:
+        raise WorkflowError(
+            f"config: model.source is gguf, which needs the `gguf` package (a dependency of this project) in "
+            f"{sys.executable}: reinstall with `pip install -e .`"
+        )
+    try:
+        source = GgufSource.from_dict(config["model"]["gguf"])
+        if source.path:
+            local_gguf(source)
+    except (ValueError, GgufSourceError) as error:
+        raise WorkflowError(f"config: {error}") from None
+
+
+check_gguf_config()
+
+
 def check_kvpress_config():
     """A kvpress method needs the [kvpress] extra in the interpreter that runs the jobs (this one): fail before any
     job. (importlib finds kvpress without importing it, so parsing stays fast.)"""
@@ -117,8 +152,8 @@ def predict_settings(wildcards):
 
 
 def model_dir(wildcards):
-    """The demo model is built by the workflow; a hub model needs no input (transformers downloads it)."""
-    if config["model"]["source"] == "demo":
+    """The demo and gguf models are built by the workflow; a hub model needs no input (transformers downloads it)."""
+    if BUILT_MODEL:
         return f"{RESULTS}/models/{wildcards.model}/hf"
     return []
 
@@ -135,7 +170,7 @@ def verified(wildcards):
 
 
 def model_dir_arg(wildcards, input):
-    return f"--model-dir {input.model}" if config["model"]["source"] == "demo" else ""
+    return f"--model-dir {input.model}" if BUILT_MODEL else ""
 
 
 def pruner_input(wildcards):
@@ -184,7 +219,7 @@ def latency_input(wildcards):
     verification on it, and, for sdtp on the quality model, its trained and verified pruner (a `latency.model` shape
     has no trained pruner: its sdtp jobs use a random-init pruning module of its size, timing only)."""
     inputs = {"verify": f"{RESULTS}/verify/{MODEL}.json"}
-    if config["model"]["source"] == "demo":
+    if BUILT_MODEL:
         inputs["model"] = f"{RESULTS}/models/{MODEL}/hf"
     if LATENCY_SHAPE is None:
         inputs.update(pruner_input(wildcards))

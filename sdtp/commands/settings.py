@@ -23,7 +23,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--settings", required=True, type=json.loads, help="JSON object with the config sections this job reads"
     )
-    parser.add_argument("--model-dir", default=None, help="local model directory built by the workflow (demo model)")
+    parser.add_argument(
+        "--model-dir", default=None, help="local model directory built by the workflow (demo model, gguf checkpoint)"
+    )
     parser.add_argument(
         "--gpus", type=int, default=1, help="GPUs this job claims from the pool (the rule's gpu resource; 0 = none)"
     )
@@ -45,7 +47,8 @@ def wrapping_name(settings: dict) -> str:
 
 def model_spec(settings: dict, model_dir: str | None = None) -> dict:
     """The `sdtp.models.load_model` spec from the config's `model:` section (workflow-only keys dropped)."""
-    spec = {k: v for k, v in settings["model"].items() if k not in ("name", "source", "demo") and v is not None}
+    workflow_only = ("name", "source", "demo", "gguf")
+    spec = {k: v for k, v in settings["model"].items() if k not in workflow_only and v is not None}
     if model_dir is not None:
         spec["id"] = model_dir
     if spec.get("device") == "auto":

@@ -24,6 +24,7 @@ import torch
 
 from sdtp.commands.settings import add_settings_arguments, load_run_model, schedule_for
 from sdtp.io import atomic_path
+from sdtp.models import weights_of
 from sdtp.provenance import provenance
 from sdtp.scorers import get_scorer
 from sdtp.verify import failure_message, verify_engine
@@ -80,7 +81,8 @@ def main(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     for check in report.checks:
         log.info("%s", check.line())
-    document = {**report.to_dict(), "model": settings["model"].get("name"), "seconds": seconds, **provenance()}
+    document = {**report.to_dict(), "model": settings["model"].get("name"), "weights": weights_of(model)}
+    document.update(seconds=seconds, **provenance())
     out = Path(args.out)
     failed_path = out.with_name(out.name.removesuffix(".json") + ".failed.json")
     if not report.passed:

@@ -33,6 +33,7 @@ def _environment(latency: pd.DataFrame) -> list[tuple[str, str]]:
     for column, label in (
         ("device", "device"),
         ("dtype", "dtype"),
+        ("weights", "model weights"),
         ("torch_version", "torch"),
         ("transformers_version", "transformers"),
         ("accelerate_version", "accelerate"),
