@@ -180,13 +180,16 @@ def check_architecture(header: dict, path: str | Path) -> None:
 
 
 def weights_description(tensor_types: dict, dtype: str) -> str:
-    """What the written checkpoint's weights are, e.g. "Q4_1 values dequantized to float32" (the quantized type held
-    by most tensors; "GGUF F32 values in float32" for an unquantized file)."""
+    """What the written checkpoint's weights are, e.g. "Q4_1 values (and 1 Q8_0) dequantized to float32" (the quantized
+    type held by most tensors, then the other quantized types' tensor counts; "GGUF F32 values in float32" for an
+    unquantized file)."""
     quantized = [name for name in tensor_types if name not in _FLOAT_TYPES]
     if not quantized:
         return f"GGUF {'/'.join(tensor_types)} values in {dtype}"
     main = max(quantized, key=lambda name: tensor_types[name])
-    return f"{main} values dequantized to {dtype}"
+    # SmolLM2's file keeps its token embedding in Q8_0: say so, the weights are not all Q4_1
+    others = ", ".join(f"{tensor_types[name]} {name}" for name in quantized if name != main)
+    return f"{main} values{f' (and {others})' if others else ''} dequantized to {dtype}"
 
 
 def local_gguf(source: GgufSource) -> Path:

@@ -151,5 +151,7 @@ def test_an_incomplete_section_names_the_key(section, expected):
 
 
 def test_weights_description_names_the_main_quantized_type():
-    assert weights_description({"Q4_1": 210, "F32": 61, "Q8_0": 1}, "bfloat16") == "Q4_1 values dequantized to bfloat16"
+    description = weights_description({"Q4_1": 210, "F32": 61, "Q8_0": 1}, "bfloat16")
+    assert description == "Q4_1 values (and 1 Q8_0) dequantized to bfloat16"  # SmolLM2's: its embedding is Q8_0
+    assert weights_description({"Q4_1": 5, "F32": 2}, "float32") == "Q4_1 values dequantized to float32"
     assert weights_description({"F32": 3}, "float32") == "GGUF F32 values in float32"
