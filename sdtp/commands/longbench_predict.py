@@ -15,7 +15,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 
 from sdtp.commands.settings import (
@@ -29,7 +28,7 @@ from sdtp.commands.settings import (
 from sdtp.kv_compression import parse_method
 from sdtp.longbench.predict import ensure_eos, predict_task
 from sdtp.longbench.prompts import PromptFormat
-from sdtp.longbench.records import appending_jsonl, partial_path, read_jsonl, resume_partial
+from sdtp.longbench.records import appending_jsonl, read_jsonl, resumable_predictions
 from sdtp.longbench.tasks import get_task
 from sdtp.provenance import provenance
 
@@ -89,20 +88,9 @@ def main(args: argparse.Namespace) -> int:
     if not records:
         raise ValueError(f"{args.records} holds no records for task {args.task!r}")
     out = Path(args.out)
-    partial = partial_path(out)
     key = job_key(args)
     ids = [record["_id"] for record in records]
-    done = len(resume_partial(partial, key, ids))
-    if done:
-        log.info(
-            "resuming from %s: %d of %d records already predicted with these settings", partial, done, len(records)
-        )
-    if done < len(records):
-        _predict(args, task, records, done, partial, key)
-    rows = read_jsonl(partial)
-    if [row.get("_id") for row in rows] != ids:  # every record once, in record order
-        raise RuntimeError(f"{partial} does not hold one row per record in record order; delete it and rerun")
-    os.replace(partial, out)
+    rows = resumable_predictions(out, key, ids, lambda done, partial: _predict(args, task, records, done, partial, key))
     oom = sum(row.get("status", "ok") == "oom" for row in rows)
     errors = sum(row.get("status", "ok") == "error" for row in rows)
     uncompressed = sum(bool(row.get("press_uncompressed_layers")) for row in rows)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 from sdtp.commands.longbench_predict import add_prediction_arguments, job_key
@@ -24,7 +23,7 @@ from sdtp.commands.settings import (
 )
 from sdtp.kv_compression import parse_method
 from sdtp.longbench.predict import ensure_eos
-from sdtp.longbench.records import appending_jsonl, partial_path, read_jsonl, resume_partial
+from sdtp.longbench.records import appending_jsonl, read_jsonl, resumable_predictions
 from sdtp.provenance import provenance
 from sdtp.ruler.predict import predict_records
 
@@ -44,18 +43,9 @@ def main(args: argparse.Namespace) -> int:
     if {record["task"] for record in records} != {args.task}:
         raise ValueError(f"{args.records} holds records of other tasks than {args.task!r}")
     out = Path(args.out)
-    partial = partial_path(out)
     key = job_key(args)
     ids = [record["index"] for record in records]
-    done = len(resume_partial(partial, key, ids))
-    if done:
-        log.info("resuming from %s: %d of %d records already predicted with these settings", partial, done, len(ids))
-    if done < len(records):
-        _predict(args, records, done, partial, key)
-    rows = read_jsonl(partial)
-    if [row.get("_id") for row in rows] != ids:  # every record once, in record order
-        raise RuntimeError(f"{partial} does not hold one row per record in record order; delete it and rerun")
-    os.replace(partial, out)
+    rows = resumable_predictions(out, key, ids, lambda done, partial: _predict(args, records, done, partial, key))
     failed = sum(row.get("status", "ok") != "ok" for row in rows)
     log.info("wrote %d predictions to %s (%d could not be measured)", len(rows), out, failed)
     return 0

@@ -99,6 +99,27 @@ def appending_jsonl(path: str | Path) -> Iterator[Callable[[dict[str, Any]], Non
         yield append
 
 
+def resumable_predictions(
+    out: str | Path, job_key: str, ids: Sequence[Any], predict_remaining: Callable[[int, Path], None]
+) -> list[dict[str, Any]]:
+    """The resumable prediction protocol of a job that writes one row per record (`_id` = the record's id): keep the
+    rows of `<out>.partial` written with the same `job_key`, call `predict_remaining(done, partial)` to append the
+    rest, check there is one row per record in record order, then rename the partial file to `out`. Returns the rows.
+    """
+    out = Path(out)
+    partial = partial_path(out)
+    done = len(resume_partial(partial, job_key, ids))
+    if done:
+        log.info("resuming from %s: %d of %d records already predicted with these settings", partial, done, len(ids))
+    if done < len(ids):
+        predict_remaining(done, partial)
+    rows = read_jsonl(partial)
+    if [row.get("_id") for row in rows] != list(ids):  # every record once, in record order
+        raise RuntimeError(f"{partial} does not hold one row per record in record order; delete it and rerun")
+    partial.replace(out)
+    return rows
+
+
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """The JSON objects of a JSONL file, blank lines skipped; ValueError naming the file and line otherwise."""
     path = Path(path)
