@@ -384,6 +384,10 @@ def training_outputs():
     return [f"{RESULTS}/pruner/{MODEL}/r{ratio}/losses.parquet" for ratio in RATIOS]
 
 
+def pruner_outputs():
+    return [os.path.join(os.path.dirname(losses), "pruner") for losses in training_outputs()]
+
+
 def sparsity_outputs():
     return [f"{RESULTS}/saliency/{MODEL}/sparsity.parquet"] if training_outputs() else []
 
@@ -391,7 +395,15 @@ def sparsity_outputs():
 def table_outputs():
     return [
         f"{RESULTS}/tables/{name}.parquet"
-        for name in ("latency", "summary", "longbench", "saliency_sparsity", "pruner_losses", "lm_eval")
+        for name in (
+            "latency",
+            "summary",
+            "longbench",
+            "saliency_sparsity",
+            "pruner_losses",
+            "pruner_heldout",
+            "lm_eval",
+        )
     ]
 
 
@@ -411,6 +423,7 @@ REPORT_FIGURES = {
     "lm_eval_scores": ("Quality", "lm-evaluation-harness"),
     "saliency_sparsity": ("Training", "Saliency"),
     "pruner_losses": ("Training", "Pruner"),
+    "pruner_heldout": ("Training", "Pruner on held-out prompts"),
 }
 
 

@@ -97,6 +97,17 @@ class PruningModule(nn.Module):
             (tmp / META_FILE).write_text(json.dumps(header, indent=2) + "\n")
         return directory
 
+    @staticmethod
+    def read_meta(directory: str | Path) -> dict:
+        """The free-form `meta` of a checkpoint (base model, keep ratio, held-out figures), without its weights."""
+        meta_path = Path(directory) / META_FILE
+        if not meta_path.is_file():
+            raise FileNotFoundError(
+                f"pruner checkpoint incomplete: {meta_path} does not exist"
+                " (train one with `python -m sdtp train-pruner`)"
+            )
+        return json.loads(meta_path.read_text()).get("meta", {})
+
     @classmethod
     def load(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> PruningModule:
         """Read a checkpoint written by `save`; a clear error names what is missing or wrong."""

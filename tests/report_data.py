@@ -11,7 +11,7 @@ import pandas as pd
 from plotly.offline import get_plotlyjs
 
 from sdtp.report.style import METHODS
-from sdtp.report.tables import longbench_with_deltas, summarize_latency
+from sdtp.report.tables import longbench_with_deltas, pruner_heldout_table, summarize_latency
 
 MODEL = "demo-qwen2"
 LAYERS = 6
@@ -176,6 +176,21 @@ def lm_eval_rows() -> pd.DataFrame:
     return lm_eval_with_deltas(pd.DataFrame(rows))
 
 
+def heldout_metas() -> list[dict]:
+    """Pruner checkpoint metas as train-pruner writes them: figures keyed by layer (a string), one not finite."""
+    metas = []
+    for ratio in RATIOS:
+        spearman = {str(layer): 0.3 + 0.1 * i + ratio / 10 for i, layer in enumerate(PRUNE_LAYERS)}
+        spearman[str(PRUNE_LAYERS[-1])] = None if ratio == 0.5 else spearman[str(PRUNE_LAYERS[-1])]
+        metas.append(
+            dict(base_model=MODEL, keep_ratio=ratio, layers=PRUNE_LAYERS, train_samples=8, heldout_samples=4,
+                 heldout_spearman=spearman,
+                 heldout_salient_recall={str(layer): 0.5 + ratio / 2 for layer in PRUNE_LAYERS},
+                 heldout_token_type_spearman={str(layer): 0.2 for layer in PRUNE_LAYERS})
+        )  # fmt: skip
+    return metas
+
+
 def demo_tables() -> dict[str, pd.DataFrame]:
     """Every table the report reads, as `python -m sdtp tables` would write them for a small demo run."""
     latency = latency_rows()
@@ -185,6 +200,7 @@ def demo_tables() -> dict[str, pd.DataFrame]:
         "longbench": score_rows(),
         "saliency_sparsity": sparsity_rows(),
         "pruner_losses": loss_rows(),
+        "pruner_heldout": pruner_heldout_table(heldout_metas()),
         "lm_eval": lm_eval_rows(),
     }
 

@@ -16,7 +16,7 @@ import pytest
 from workflow_runs import REPO, copy_project, snakemake
 
 SMOKE = ["--configfile", "configs/smoke.yaml"]
-TABLES = ["latency", "summary", "longbench", "saliency_sparsity", "pruner_losses"]
+TABLES = ["latency", "summary", "longbench", "saliency_sparsity", "pruner_losses", "pruner_heldout"]
 
 
 def planned_jobs(output: str) -> list[tuple[str, str]]:
@@ -66,6 +66,10 @@ def test_smoke_dag_writes_every_table(smoke_run):
     assert set(tables["longbench"].method) == {"baseline", "sdtp", "random", "streaming", "attention", "oracle"}
     assert tables["longbench"].delta_vs_baseline.notna().all()
     assert len(tables["saliency_sparsity"]) > 0 and len(tables["pruner_losses"]) > 0
+    # The pruner's held-out figures, one row per prune layer (schedule: layers 1 and 2, keep 0.5, 2 held-out prompts).
+    heldout = tables["pruner_heldout"]
+    assert heldout[["keep_ratio", "layer", "heldout_samples"]].values.tolist() == [[0.5, 1, 2], [0.5, 2, 2]]
+    assert heldout.salient_recall.between(0, 1).all()
     assert (smoke_run / "results-smoke" / "report" / "index.html").is_file()
     # Every rule logged, and nothing half-written is left behind.
     assert not list((smoke_run / "results-smoke").rglob("*.tmp*"))

@@ -8,6 +8,8 @@ Writes into `--out-dir`:
   each, MFU and MBU (`sdtp.report.tables.summarize_latency`).
 - `longbench.parquet`: one row per (model, method, keep_ratio, task) score with `delta_vs_baseline`.
 - `saliency_sparsity.parquet`, `pruner_losses.parquet`: concatenated as they are.
+- `pruner_heldout.parquet`: one row per (model, keep_ratio, layer) of the held-out figures train-pruner stored in each
+  checkpoint (`--pruners`: the checkpoint directories; `sdtp.report.tables.pruner_heldout_table`).
 - `lm_eval.parquet`: one row per (model, method, keep_ratio, task, subtask, metric, filter) harness score with its
   stderr and `delta_vs_baseline` (`--lm-eval`: the lm-eval-run files); a job that could not measure its task is one
   row with NaN scores, its `status` and `reason`.
@@ -22,7 +24,8 @@ import logging
 import pandas as pd
 
 from sdtp.commands.outputs import write_parquet
-from sdtp.report.tables import lm_eval_with_deltas, longbench_with_deltas, summarize_latency
+from sdtp.pruner import PruningModule
+from sdtp.report.tables import lm_eval_with_deltas, longbench_with_deltas, pruner_heldout_table, summarize_latency
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--peaks", nargs="*", default=[], help="measured device peaks (python -m sdtp peak), for the roofline columns"
     )
+    parser.add_argument(
+        "--pruners", nargs="*", default=[], help="trained pruner checkpoint directories, for their held-out figures"
+    )
     parser.add_argument("--out-dir", required=True)
 
 
@@ -53,6 +59,7 @@ def main(args: argparse.Namespace) -> int:
         "longbench": longbench_with_deltas(concat_parquet(args.scores)),
         "saliency_sparsity": concat_parquet(args.sparsity),
         "pruner_losses": concat_parquet(args.losses),
+        "pruner_heldout": pruner_heldout_table([PruningModule.read_meta(path) for path in args.pruners]),
         "lm_eval": lm_eval_with_deltas(concat_parquet(args.lm_eval)),
     }
     for name, table in tables.items():

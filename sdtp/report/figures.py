@@ -14,10 +14,12 @@ Each figure is one function that takes the DataFrame(s) read from `results/table
 | `score_table_figure` | longbench | per-task scores with deltas vs the baseline, coloured (the paper's Table 1) |
 | `saliency_sparsity_figure` | saliency_sparsity | fraction of salient tokens per prune layer |
 | `pruner_losses_figure` | pruner_losses | pruner training curves, one line per loss term |
+| `pruner_heldout_figure` | pruner_heldout | held-out Spearman with saliency and salient-token recall per prune layer |
 | `lm_eval_scores_figure` | lm_eval | harness score per task vs keep ratio per method, baseline as a line |
 
 The latency and KV figures live in `sdtp.report.latency_figures` (the speedup and peak-fraction ones in
-`sdtp.report.roofline_figures`), the harness's in `sdtp.report.lm_eval_figures`, the others in
+`sdtp.report.roofline_figures`), the harness's in `sdtp.report.lm_eval_figures`, the held-out pruner's in
+`sdtp.report.pruner_figures`, the others in
 `sdtp.report.quality_figures`; all are importable from here. Every figure colours a method the same way
 (`METHOD_COLOURS`) and draws a keep ratio with the same dash and marker (`ratio_styles`, both in `sdtp.report.style`);
 hover text carries the exact numbers. `FIGURES` is the list the dashboard, the standalone figure pages and the Snakemake
@@ -39,6 +41,7 @@ from sdtp.report.latency_figures import (
     prefill_latency_figure,
 )
 from sdtp.report.lm_eval_figures import lm_eval_scores_figure
+from sdtp.report.pruner_figures import pruner_heldout_figure
 from sdtp.report.quality_figures import (
     pruner_losses_figure,
     quality_vs_compression_figure,
@@ -150,6 +153,17 @@ FIGURES = (
         "Stage-2 training of the pruning modules with the LLM frozen: LM loss of the masked model, MSE to the"
         " saliency, pairwise ranking loss, and their total.",
         "no pruner training losses (pruner_losses.parquet is empty: `sdtp` not configured, or training logged none)",
+    ),
+    FigureSpec(
+        "pruner_heldout",
+        "Training",
+        "pruner_heldout",
+        pruner_heldout_figure,
+        "The trained pruner scoring prompts it never saw (train_data.heldout_samples), with the unpruned model's hidden"
+        " states: Spearman correlation of its scores with |saliency| (dotted: a context-free scorer that gives each"
+        " token type its mean training percentile, the bar to clear), and the share of salient tokens in its top r.",
+        "no held-out figures (pruner_heldout.parquet is empty: `sdtp` not configured, or train_data.heldout_samples"
+        " is 0)",
     ),
 )
 SECTIONS = ("Latency", "KV cache", "Quality", "Training")

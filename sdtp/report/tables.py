@@ -14,6 +14,9 @@
 - `longbench_with_deltas`: one row per (model, method, keep_ratio, task) score with `delta_vs_baseline`, and
   `oom_records` and `error_records` (records that ran out of memory, or that the method could not run: scored 0; 0 for
   score files written before the columns existed).
+- `pruner_heldout_table`: one row per (model, keep_ratio, layer) of what train-pruner measured on the held-out prompts
+  (`sdtp.pruner_eval`): Spearman of the pruner's scores with |saliency|, the recall of salient tokens in its top r, and
+  the Spearman of a context-free scorer (each token type's training percentile), the bar the pruner has to clear.
 - `lm_eval_with_deltas`: one row per (model, method, keep_ratio, task, subtask, metric, filter) harness score with
   `delta_vs_baseline`.
 
@@ -30,7 +33,7 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 SUMMARY_KEYS = ["model", "method", "keep_ratio", "length"]
-TABLES = ("latency", "summary", "longbench", "saliency_sparsity", "pruner_losses", "lm_eval")
+TABLES = ("latency", "summary", "longbench", "saliency_sparsity", "pruner_losses", "pruner_heldout", "lm_eval")
 LM_EVAL_KEYS = ["model", "task", "subtask", "metric", "filter"]
 
 
@@ -175,3 +178,30 @@ def lm_eval_with_deltas(scores: pd.DataFrame) -> pd.DataFrame:
         scores.score - baseline.reindex(pd.MultiIndex.from_frame(scores[LM_EVAL_KEYS])).to_numpy()
     )
     return scores.sort_values([*LM_EVAL_KEYS, "method", "keep_ratio"], ignore_index=True)
+
+
+# Held-out figures in a pruner checkpoint's meta (sdtp.commands.train_pruner), by table column.
+HELDOUT_FIGURES = {
+    "spearman": "heldout_spearman",
+    "salient_recall": "heldout_salient_recall",
+    "token_type_spearman": "heldout_token_type_spearman",
+}
+HELDOUT_COLUMNS = ["model", "keep_ratio", "layer", *HELDOUT_FIGURES, "train_samples", "heldout_samples"]
+
+
+def pruner_heldout_table(metas: list[dict]) -> pd.DataFrame:
+    """One row per (model, keep_ratio, layer) from the pruner checkpoints' meta; NaN where a figure was not finite (or
+    the checkpoint predates it). Checkpoints trained without held-out samples give no rows."""
+    rows = []
+    for meta in metas:
+        layers = sorted({int(layer) for key in HELDOUT_FIGURES.values() for layer in (meta.get(key) or {})})
+        for layer in layers:
+            row = dict(model=meta.get("base_model"), keep_ratio=float(meta["keep_ratio"]), layer=layer)
+            for column, key in HELDOUT_FIGURES.items():
+                value = (meta.get(key) or {}).get(str(layer))
+                row[column] = float("nan") if value is None else float(value)
+            row["train_samples"] = meta.get("train_samples")
+            row["heldout_samples"] = meta.get("heldout_samples")
+            rows.append(row)
+    table = pd.DataFrame(rows, columns=HELDOUT_COLUMNS)
+    return table.sort_values(["model", "keep_ratio", "layer"], ignore_index=True)

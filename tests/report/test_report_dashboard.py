@@ -39,7 +39,9 @@ def test_dashboard_says_no_data_for_empty_tables(tables):
     assert_offline(page)
     assert PLOT_DIV.findall(page) == []
     assert page.count("Not configured / no data") == len(FIGURES) + 2  # + summary table + config
-    partial = dict(tables, pruner_losses=pd.DataFrame(), saliency_sparsity=pd.DataFrame())
+    partial = dict(
+        tables, pruner_losses=pd.DataFrame(), saliency_sparsity=pd.DataFrame(), pruner_heldout=pd.DataFrame()
+    )
     page = build_dashboard(partial, CONFIG)
     assert PLOT_DIV.findall(page) == [s.name for s in FIGURES if s.section != "Training"]
     assert "pruner_losses.parquet is empty" in page

@@ -32,6 +32,7 @@ from sdtp.report.figures import (
     kv_cache_figure,
     make_figures,
     prefill_latency_figure,
+    pruner_heldout_figure,
     pruner_losses_figure,
     quality_vs_compression_figure,
     saliency_sparsity_figure,
@@ -258,6 +259,22 @@ def test_pruner_losses_smooth_long_runs():
     assert "running mean over 4 steps" in fig.layout.title.text
 
 
+def test_pruner_heldout_figure(tables):
+    fig = pruner_heldout_figure(tables["pruner_heldout"])
+    names = [t.name for t in fig.data]
+    assert names == [
+        "sdtp pruner r=0.5", "context-free r=0.5", "sdtp pruner r=0.5 · recall",
+        "sdtp pruner r=0.7", "context-free r=0.7", "sdtp pruner r=0.7 · recall",
+    ]  # fmt: skip
+    spearman, context_free, recall = by_name(fig)["sdtp pruner r=0.7"], fig.data[4], fig.data[5]
+    assert list(spearman.x) == PRUNE_LAYERS and spearman.xaxis == "x" and recall.xaxis == "x2"
+    assert list(spearman.y) == pytest.approx([0.37, 0.47, 0.57])
+    assert math.isnan(by_name(fig)["sdtp pruner r=0.5"].y[-1])  # a figure train-pruner could not compute stays a gap
+    assert list(recall.y) == pytest.approx([0.85] * 3) and list(context_free.y) == pytest.approx([0.2] * 3)
+    assert context_free.line.dash == "dot" and spearman.line.color == METHOD_COLOURS["sdtp"]
+    assert spearman.customdata[0][0] == 4 and "held-out prompts" in spearman.hovertemplate
+
+
 EMPTY_CASES = {
     "prefill_latency_figure": "latency",
     "speedup_vs_ideal_figure": "summary",
@@ -267,6 +284,7 @@ EMPTY_CASES = {
     "score_table_figure": "longbench",
     "saliency_sparsity_figure": "saliency_sparsity",
     "pruner_losses_figure": "pruner_losses",
+    "pruner_heldout_figure": "pruner_heldout",
 }
 
 

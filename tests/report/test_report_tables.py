@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from sdtp.report.tables import longbench_with_deltas, summarize_latency
+from sdtp.report.tables import HELDOUT_COLUMNS, longbench_with_deltas, pruner_heldout_table, summarize_latency
 
 
 def _latency_rows(method, ratio, prefill, decode, length=100, ideal=1.0):
@@ -83,3 +83,19 @@ def test_longbench_table_keeps_the_error_count():
     old = pd.DataFrame([dict(model="m", method="baseline", keep_ratio=1.0, task="t", score=10.0)])
     out = longbench_with_deltas(pd.concat([new, old], ignore_index=True)).set_index("method")
     assert out.error_records.to_dict() == {"baseline": 0, "sdtp+snapkv": 2} and out.error_records.dtype.kind == "i"
+
+
+def test_pruner_heldout_table_has_one_row_per_ratio_and_layer():
+    metas = [
+        dict(base_model="m", keep_ratio=0.5, train_samples=8, heldout_samples=2,
+             heldout_spearman={"7": 0.25, "4": None}, heldout_salient_recall={"4": 1.0, "7": 0.5},
+             heldout_token_type_spearman={"4": 0.125, "7": 0.0}),
+        dict(base_model="m", keep_ratio=0.9, heldout_spearman={}, heldout_salient_recall={}),  # no held-out prompts
+    ]  # fmt: skip
+    table = pruner_heldout_table(metas)
+    assert list(table.columns) == HELDOUT_COLUMNS
+    assert table[["keep_ratio", "layer"]].values.tolist() == [[0.5, 4], [0.5, 7]]
+    assert pd.isna(table.spearman[0]) and table.spearman[1] == 0.25  # a figure stored as null (not finite) is NaN
+    assert table.salient_recall.tolist() == [1.0, 0.5] and table.token_type_spearman.tolist() == [0.125, 0.0]
+    assert table.heldout_samples.tolist() == [2, 2]
+    assert pruner_heldout_table([]).empty
