@@ -29,6 +29,8 @@ A row (dict, JSON-ready) is the record's identity and references plus the measur
     prefill_s           synchronised wall-clock seconds of the pruned prefill
     new_tokens          generated tokens, EOS included when there was one
     status, reason      "ok" and ""; or "oom" / "error" and why
+    weights             what the model's weights are (`sdtp.models.weights_of`: "pretrained", or e.g. "Q4_1 values
+                        dequantized to float32" for a GGUF source)
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from sdtp.decoder import device_of
 from sdtp.engine import decode_greedy, prefill_with_pruning
 from sdtp.failures import recorded_failure
 from sdtp.flops import compression_ratio
+from sdtp.models import weights_of
 from sdtp.oom import free_memory
 from sdtp.ruler.prompts import record_input_ids
 from sdtp.schedule import KeepSchedule
@@ -149,12 +152,13 @@ def predict_records(
     _, failure = _try(lambda: prefill_with_pruning(model, warm_ids, schedule, scorer, kv_compression=kv_compression))
     if failure is not None:
         log.warning("warm-up on record %r failed (%s): %s", todo[0]["index"], *failure)
-    rows, failed = [], 0
+    rows, failed, weights = [], 0, weights_of(model)
     for i, record in enumerate(todo, start=done + 1):
         row, failure = _try(lambda r=record: predict_record(model, tokenizer, r, schedule, scorer, kv_compression))
         if failure is not None:
             log.warning("%s%s: record %d/%d: %s, %s", label, record["task"], i, len(records), *failure)
             row, failed = failed_row(tokenizer, record, *failure), failed + 1
+        row["weights"] = weights
         rows.append(row)
         if on_row is not None:
             on_row(row)

@@ -8,6 +8,7 @@ that mean (sample standard deviation / sqrt(n); NaN for n < 2), `kv_fraction` th
 measured samples (mean KV tokens per layer / prompt tokens; 1.0 without pruning). A press method's cell also has its
 `kv_budget` and mean `press_compression_ratio` ("" and 0.0 without a press) and `press_uncompressed_records`: measured
 samples in which the press left a layer uncompressed (too short for its window or sinks), as LongBench's table.
+`weights` says what the model's weights were (e.g. "Q4_1 values (and 1 Q8_0) dequantized to float32" for a GGUF source).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ PROVENANCE = ["host", "slurm_job_id", "cuda_visible_devices"]
 PRESS_DEFAULTS = {"kv_budget": "", "press_compression_ratio": 0.0, "press_uncompressed": False}  # without a press
 TABLE_COLUMNS = [*KEYS, "metric", "score", "score_se", "n", "kv_fraction", "compression_ratio", "kv_budget",
                  "press_compression_ratio", "press_uncompressed_records", "mean_prompt_tokens", "oom_count",
-                 "error_count", "chat_template", "seed", *PROVENANCE]  # fmt: skip
+                 "error_count", "chat_template", "weights", "seed", *PROVENANCE]  # fmt: skip
 
 
 def sample_rows(rows: list[dict], model: str, method: str, keep_ratio: float) -> pd.DataFrame:
@@ -55,6 +56,7 @@ def sample_rows(rows: list[dict], model: str, method: str, keep_ratio: float) ->
             "press_uncompressed": [bool(row.get("press_uncompressed_layers")) for row in rows],
             "new_tokens": [row["new_tokens"] for row in rows],
             "chat_template": [row["chat_template"] for row in rows],
+            "weights": [row.get("weights") for row in rows],  # None in rows predicted before it was recorded
             "seed": [row["seed"] for row in rows],
             **{column: [row.get(column) for row in rows] for column in PROVENANCE},
         }
@@ -98,6 +100,7 @@ def aggregate(samples: pd.DataFrame) -> pd.DataFrame:
                 "oom_count": int((cell.status == "oom").sum()),
                 "error_count": int((cell.status == "error").sum()),
                 "chat_template": _joined(cell.chat_template),
+                "weights": _joined(cell.weights) if "weights" in cell else None,
                 "seed": int(cell.seed.iloc[0]),
                 **{column: _joined(cell[column]) for column in PROVENANCE},
             }

@@ -92,6 +92,8 @@ def test_an_out_of_memory_record_is_scored_zero_and_counted_in_the_table(job, tm
     predictions = tmp_path / "p.jsonl"
     predict(job, predictions, monkeypatch, oom={1})
     assert [r["status"] for r in lines(predictions)] == ["ok", "oom", "ok"]
+    weights = {r["weights"] for r in lines(predictions)}  # every row, the failed one too, says what the weights are
+    assert len(weights) == 1 and weights.pop()
     score = tmp_path / "p.score.parquet"
     run_cli("ruler-score", "--predictions", predictions, "--model", "tiny", "--method", "streaming", "--ratio", 0.5,
             "--out", score)  # fmt: skip
@@ -102,6 +104,7 @@ def test_an_out_of_memory_record_is_scored_zero_and_counted_in_the_table(job, tm
     run_cli("ruler-table", "--table", table_path, "--figures-dir", figures)
     table = pd.read_parquet(table_path)
     assert len(table) == 1 and table.n.iloc[0] == 3 and table.oom_count.iloc[0] == 1
+    assert table.weights.iloc[0] == lines(predictions)[0]["weights"]
     assert table.max_seq_length.iloc[0] == 384 and table.method.iloc[0] == "streaming"
     assert sorted(p.name for p in figures.glob("*.html")) == [
         "ruler_score_vs_kv_budget.html", "ruler_score_vs_length.html", "ruler_task_heatmap.html"

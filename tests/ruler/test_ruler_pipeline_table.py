@@ -13,7 +13,8 @@ from sdtp.report.ruler_figures import RULER_FIGURES, score_vs_kv_budget, score_v
 from sdtp.ruler.table import TABLE_COLUMNS, aggregate, mean_over_tasks, sample_rows, standard_error
 
 
-def prediction(index, pred, outputs, status="ok", task="niah_multivalue", length=4096, kv_fraction=0.5):
+def prediction(index, pred, outputs, status="ok", task="niah_multivalue", length=4096, kv_fraction=0.5,
+               weights="Q4_1 values dequantized to float32"):  # fmt: skip
     ok = status == "ok"
     return {
         "_id": index, "task": task, "max_seq_length": length, "length": length - 10, "input_tokens": length - 138,
@@ -21,7 +22,7 @@ def prediction(index, pred, outputs, status="ok", task="niah_multivalue", length
         "prompt_tokens": length - 138, "kv_fraction": kv_fraction if ok else None,
         "compression_ratio": 1 / kv_fraction if ok else None, "new_tokens": 5 if ok else 0, "status": status,
         "reason": "" if ok else "CUDA out of memory", "host": "node1", "slurm_job_id": None,
-        "cuda_visible_devices": "0",
+        "cuda_visible_devices": "0", "weights": weights,
     }  # fmt: skip
 
 
@@ -51,8 +52,15 @@ def test_aggregate_gives_mean_standard_error_n_and_failure_counts_per_cell():
     assert niah.oom_count == 1 and niah.error_count == 0
     assert niah.kv_fraction == pytest.approx(0.5)  # over the measured records only
     assert niah.host == "node1" and niah.cuda_visible_devices == "0" and niah.slurm_job_id is None
+    assert niah.weights == "Q4_1 values dequantized to float32"
     vt = table[table.task == "vt"].iloc[0]
     assert vt.n == 1 and math.isnan(vt.score_se) and vt.score == 0.0
+
+
+def test_rows_predicted_before_weights_were_recorded_aggregate_to_none():
+    old = [{k: v for k, v in row.items() if k != "weights"} for row in ROWS]
+    table = aggregate(sample_rows(old, "m", "sdtp", 0.7))
+    assert table.weights.tolist() == [None] and table.n.tolist() == [3]
 
 
 def test_standard_error_of_a_single_value_is_nan():
