@@ -38,6 +38,7 @@ from sdtp.failures import OOM, recorded_failure
 from sdtp.flops import compression_ratio
 from sdtp.longbench.prompts import PromptFormat
 from sdtp.longbench.tasks import TaskSpec
+from sdtp.models import weights_of
 from sdtp.oom import free_memory
 from sdtp.schedule import KeepSchedule
 from sdtp.timing import model_devices, timed
@@ -66,6 +67,8 @@ class PredictionRow:
     kv_budget, press_compression_ratio: the press's budget and fraction of KV pairs removed ("" and 0.0 without one).
     press_uncompressed_layers: layers the press left uncompressed, holding no more tokens than its window or sinks
                        (`sdtp.kv_compression.press_fits`); empty without a press.
+    weights:           what the model's weights are (`sdtp.models.weights_of`: "pretrained", or e.g. "Q4_1 values
+                       dequantized to float32" for a GGUF source).
     """
 
     _id: Any
@@ -85,6 +88,7 @@ class PredictionRow:
     press_compression_ratio: float = 0.0
     press_uncompressed_layers: list[int] = field(default_factory=list)
     reason: str = ""
+    weights: str = ""
 
 
 def ensure_eos(model, tokenizer) -> None:
@@ -215,7 +219,7 @@ def predict_task(
         return []
     _warm_up(model, tokenizer, task, todo[0], schedule, scorer, prompt_format, kv_compression)
     rows: list[PredictionRow] = []
-    total_prefill_s, ok_rows, failed_rows = 0.0, 0, 0
+    total_prefill_s, ok_rows, failed_rows, weights = 0.0, 0, 0, weights_of(model)
     for i, record in enumerate(todo, start=done + 1):
         failure = None
         try:
@@ -234,6 +238,7 @@ def predict_task(
         else:
             ok_rows += 1
             total_prefill_s += row.prefill_s
+        row.weights = weights
         rows.append(row)
         if on_row is not None:
             on_row(row)

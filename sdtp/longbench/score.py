@@ -14,7 +14,8 @@ press left a layer uncompressed (too short for its window or sinks; 0 without a 
 Columns (`ScoreRow`): model, method, keep_ratio, task, metric, score, n, oom_records, score_0_4k, score_4_8k,
 score_8k_plus, mean_prompt_tokens, mean_compression_ratio, mean_prefill_s, chat_template, mean_kv_fraction (mean KV per
 layer ÷ prompt tokens: the x of the quality-vs-KV-budget figure), kv_budget and press_compression_ratio (a KV-cache
-press's budget and ratio: "" and 0.0 without one), error_records, press_uncompressed_records.
+press's budget and ratio: "" and 0.0 without one), error_records, press_uncompressed_records, weights (what the model's
+weights were, from the predictions: e.g. "Q4_1 values dequantized to float32"; "unrecorded" for older predictions).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class ScoreRow:
     press_compression_ratio: float = 0.0
     error_records: int = 0
     press_uncompressed_records: int = 0
+    weights: str = "unrecorded"
 
 
 def score_predictions(predictions: list[dict], *, model: str, method: str, keep_ratio: float, task: str) -> ScoreRow:
@@ -108,6 +110,7 @@ def score_predictions(predictions: list[dict], *, model: str, method: str, keep_
         press_compression_ratio=mean_ok("press_compression_ratio")
         if ok_rows and "press_compression_ratio" in ok_rows[0]
         else 0.0,
+        weights=", ".join(sorted({str(row.get("weights") or "unrecorded") for row in predictions})),
     )
 
 

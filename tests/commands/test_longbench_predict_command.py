@@ -86,6 +86,7 @@ SCORE_COLUMNS = [
     "press_compression_ratio",
     "error_records",
     "press_uncompressed_records",
+    "weights",
     "host",  # sdtp.provenance: the scoring job's
     "slurm_job_id",
     "cuda_visible_devices",
@@ -110,6 +111,7 @@ PREDICTION_FIELDS = {
     "press_compression_ratio",
     "press_uncompressed_layers",
     "reason",
+    "weights",
     "job_key",
     "host",
     "slurm_job_id",
@@ -239,6 +241,7 @@ def test_predictions_have_the_fields_and_follow_the_prompt_rules(pipeline):
             assert [row["_id"] for row in rows] == [f"{task}-{i}" for i in range(MAX_SAMPLES)]
             for i, row in enumerate(rows):
                 assert set(row) == PREDICTION_FIELDS and row["status"] == "ok" and row["chat_template"] == "model"
+                assert row["weights"] == "pretrained"  # sdtp.models.weights_of: a checkpoint with no GGUF source
                 record = fixture_record(task, i)
                 assert row["answers"] == record["answers"] and row["length"] == record["length"]
                 assert row["all_classes"] is None
@@ -284,6 +287,7 @@ def test_score_parquet_rows(pipeline):
         assert row["metric"] == get_task(task).metric_name == "qa_f1_score"
         assert row["n"] == len(rows) == MAX_SAMPLES and row["oom_records"] == 0
         assert row["chat_template"] == "model"  # the provenance of the prompts, from the predictions
+        assert row["weights"] == "pretrained"  # what the weights were, from the predictions
         assert not list((pipeline.root / "longbench" / method).glob("*.partial"))  # renamed once complete
         assert 0.0 <= row["score"] <= 100.0
         assert row["mean_prompt_tokens"] == pytest.approx(sum(r["prompt_tokens"] for r in rows) / len(rows))

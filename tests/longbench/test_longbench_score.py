@@ -106,3 +106,12 @@ def test_the_score_row_records_how_prompts_were_wrapped():
     mixed = [rows[0], {**rows[1], "chat_template": "none"}]
     with pytest.raises(ValueError, match=r"mix chat templates \['model', 'none'\]"):
         score_predictions(mixed, model="m", method="baseline", keep_ratio=1.0, task="hotpotqa")
+
+
+def test_the_score_row_says_what_the_weights_were():
+    """From the predictions' `weights` (`sdtp.models.weights_of`); older predictions say "unrecorded"."""
+    gguf = "Q4_1 values (and 1 Q8_0) dequantized to float32"
+    rows = [{**_row("a", ["a"], 100), "weights": gguf}, {**_row("b", ["b"], 100), "weights": gguf}]
+    assert score_predictions(rows, model="m", method="sdtp", keep_ratio=0.7, task="hotpotqa").weights == gguf
+    old = [_row("a", ["a"], 100)]
+    assert score_predictions(old, model="m", method="sdtp", keep_ratio=0.7, task="hotpotqa").weights == "unrecorded"
