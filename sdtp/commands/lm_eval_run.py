@@ -7,9 +7,9 @@ group task gives one per subtask too): `score` and `stderr` as the harness repor
 stderr NaN where it reports "N/A"), `higher_is_better`, `samples` evaluated, `num_fewshot`, the prefills'
 `mean_compression_ratio` (context tokens ÷ mean cached tokens over layers), `prefills` and
 `press_uncompressed_prefills` (those in which a context layer was too short for the method's press, left uncompressed),
-the wall time, and `status` "ok". A job that cannot measure its configuration (`sdtp.failures`: out of memory, or a
-press that fails) writes one row with NaN scores, its `status` ("oom" | "error") and `reason`, so the tables and the
-report are still built. Written atomically.
+the wall time, `weights` (what the model's weights are, `sdtp.models.weights_of`), and `status` "ok". A job that
+cannot measure its configuration (`sdtp.failures`: out of memory, or a press that fails) writes one row with NaN
+scores, its `status` ("oom" | "error") and `reason`, so the tables and the report are still built. Written atomically.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import pandas as pd
 from sdtp.commands.outputs import write_parquet
 from sdtp.commands.settings import add_settings_arguments, load_run_model, model_label
 from sdtp.failures import recorded_failure
+from sdtp.models import weights_of
 from sdtp.oom import free_memory
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,7 @@ def main(args: argparse.Namespace) -> int:
     table["press_uncompressed_prefills"] = lm.press_uncompressed_prefills
     table["evaluate_s"] = evaluate_s
     table["lm_eval_version"] = lm_eval.__version__
+    table["weights"] = weights_of(model)
     status, reason = failure or ("ok", "")
     table["status"] = status
     table["reason"] = reason

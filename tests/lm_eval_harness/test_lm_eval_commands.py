@@ -66,6 +66,7 @@ def test_one_row_per_metric_with_stderr(job_rows):
     assert (baseline.model == "demo").all() and (baseline.method == "baseline").all()
     assert (baseline.keep_ratio == 1.0).all() and (baseline.mean_compression_ratio == 1.0).all()
     assert (baseline.samples == 8).all() and (baseline["filter"] == "none").all()
+    assert (baseline.weights == "pretrained").all()  # sdtp.models.weights_of: no GGUF source
     for score, stderr in zip(baseline.score, baseline.stderr, strict=True):
         # the harness's stderr of a mean of 8 zero/one scores: sqrt(p (1 - p) / (n - 1))
         assert stderr == pytest.approx(math.sqrt(score * (1 - score) / 7))
